@@ -39,6 +39,7 @@ class ReTerm:
     codes: np.ndarray
     Z: np.ndarray
     names: list[str]
+    spec: object = None  # formulaic ModelSpec of Z, to rebuild it for new data
 
     @property
     def group(self) -> str:
@@ -204,12 +205,16 @@ def build_frame(formula: str, data) -> ModelFrame:
     X = np.asarray(mm.rhs, dtype=float)
     xnames = [INTERCEPT if c == "Intercept" else str(c) for c in mm.rhs.columns]
     if not np.isfinite(y).all():
-        raise DataError(f"the response '{response}' has {int((~np.isfinite(y)).sum())} "
-                        "infinite values")
+        raise DataError(
+            f"the response '{response}' has {int((~np.isfinite(y)).sum())} infinite values"
+        )
     bad = ~np.isfinite(X).all(axis=0)
     if bad.any():
+        raise DataError(f"fixed-effects column '{xnames[int(np.argmax(bad))]}' has infinite values")
+    if n > 1 and np.ptp(y) == 0:
         raise DataError(
-            f"fixed-effects column '{xnames[int(np.argmax(bad))]}' has infinite values"
+            f"the response '{response}' has the same value ({y[0]:g}) in all {n} rows; "
+            "there is no variation to model"
         )
     X, xnames, dropped = _drop_aliased(X, xnames)
     reterms = [_reterm(rt, sub, mf) for rt in mf.random]
@@ -312,4 +317,4 @@ def _reterm(rt: RandomTerm, sub: pd.DataFrame, mf: ModelFormula) -> ReTerm:
         raise FormulaError(f"the random-effects term {rt} has no columns", mf.text)
     if not np.isfinite(Zm).all():
         raise DataError(f"the random-effects term {rt} has infinite values")
-    return ReTerm(term=rt, levels=levels, codes=codes, Z=Zm, names=names)
+    return ReTerm(term=rt, levels=levels, codes=codes, Z=Zm, names=names, spec=Z.model_spec)

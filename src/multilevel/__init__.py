@@ -1,0 +1,13 @@
+"""multilevel: multilevel (hierarchical, mixed-effects) regression, exact and fast.
+
+>>> import multilevel
+>>> m = multilevel.fit("Reaction ~ Days + (Days | Subject)", multilevel.datasets.load("sleepstudy"))
+"""
+
+from . import datasets
+from .api import fit
+from .errors import DataError, FormulaError, MultilevelError
+from .results import LinearMixedModel
+
+__all__ = ["fit", "datasets", "LinearMixedModel", "MultilevelError", "FormulaError", "DataError"]
+__version__ = "0.1.0"

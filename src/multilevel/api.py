@@ -1,0 +1,48 @@
+"""``multilevel.fit``: formula and data in, a :class:`LinearMixedModel` out."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from .blocks import crossproducts
+from .deviance import ProfiledDeviance
+from .errors import FormulaError
+from .frame import build_frame
+from .optimize import minimize_theta
+from .results import LinearMixedModel
+
+#: Problems whose dense Schur complement is at least this large run BLAS on one thread.
+_SINGLE_THREAD_FROM = 200
+
+
+@cache
+def _threadpool_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def fit(formula: str, data, *, reml: bool = True, data_name: str | None = None) -> LinearMixedModel:
+    """Fit a linear mixed model written in lme4's formula language, by REML (default) or ML.
+
+    ``data`` is a pandas, polars or pyarrow table. Rows with a missing value in a column the
+    model uses are dropped (``fit.n_dropped`` counts them)."""
+    frame = build_frame(formula, data)
+    if not frame.reterms:
+        raise FormulaError(
+            "the formula has no random-effects term such as '(1 | group)'; "
+            "for a model without random effects use ordinary least squares",
+            formula,
+        )
+    cp = crossproducts(frame)
+    dev = ProfiledDeviance(cp, [rt.correlated for rt in frame.reterms], reml=reml)
+    if dev.m >= _SINGLE_THREAD_FROM or cp.nlevels[0] * cp.k[0] >= 10_000:
+        # a multi-threaded BLAS on 2 cores is slower than one thread when the other core is
+        # busy (measured: up to 100x); our blocks are too small to gain from threads
+        with _threadpool_controller().limit(limits=1, user_api="blas"):
+            opt = minimize_theta(dev, dev.layout)
+            fac = dev.factor(opt.theta)
+            return LinearMixedModel(frame, cp, dev, opt, fac, reml, data_name)
+    opt = minimize_theta(dev, dev.layout)
+    fac = dev.factor(opt.theta)
+    return LinearMixedModel(frame, cp, dev, opt, fac, reml, data_name)

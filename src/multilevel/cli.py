@@ -1,0 +1,105 @@
+"""Command line: ``multilevel fit DATA FORMULA [--ml] [--json]`` and ``multilevel datasets``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+
+from .errors import MultilevelError
+
+
+def read_data(path: str):
+    """A CSV or Parquet file, or the name of a bundled dataset."""
+    import pandas as pd
+
+    from . import datasets
+    from .errors import DataError
+
+    if not os.path.exists(path):
+        if path.lower() in datasets.names():
+            return datasets.load(path), path.lower()
+        raise DataError(
+            f"'{path}' is neither a file nor a bundled dataset "
+            f"(bundled: {', '.join(datasets.names())})"
+        )
+    if os.path.isdir(path):
+        raise DataError(f"'{path}' is a directory, not a data file")
+    lower = path.lower()
+    try:
+        if lower.endswith((".parquet", ".pq")):
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"'{path}' is empty") from None
+    except pd.errors.ParserError as e:
+        raise DataError(f"cannot read '{path}' as CSV: {str(e).strip()}") from None
+    except (UnicodeDecodeError, OSError, ValueError) as e:
+        raise DataError(f"cannot read '{path}': {e}") from None
+    if df.shape[0] == 0:
+        raise DataError(f"'{path}' has a header but no rows")
+    return df, os.path.basename(path)
+
+
+def _cmd_fit(args) -> int:
+    from .api import fit
+
+    df, name = read_data(args.data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = fit(args.formula, df, reml=not args.ml, data_name=name)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(m.to_dict(), indent=1, allow_nan=True))
+    else:
+        print(m.summary())
+    return 0
+
+
+def _cmd_datasets(args) -> int:
+    from . import datasets
+
+    for n in datasets.names():
+        print(f"{n:12} {datasets.DESCRIPTIONS[n]}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="multilevel", description="Multilevel (mixed-effects) regression."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fit", help="fit a linear mixed model and print its summary")
+    f.add_argument("data", help="CSV or Parquet file, or a bundled dataset name")
+    f.add_argument("formula", help="lme4 formula, e.g. 'y ~ x + (1 + x | g)'")
+    f.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
+    f.add_argument("--json", action="store_true", help="print the fit as JSON")
+    f.add_argument(
+        "--family",
+        default="gaussian",
+        choices=["gaussian"],
+        help="response distribution (only gaussian so far)",
+    )
+    f.set_defaults(func=_cmd_fit)
+    d = sub.add_parser("datasets", help="list the bundled datasets")
+    d.set_defaults(func=_cmd_datasets)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MultilevelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

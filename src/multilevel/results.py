@@ -1,0 +1,395 @@
+"""A fitted linear mixed model: estimates, conditional modes and their uncertainty.
+
+From the factor at the optimum (see :mod:`multilevel.deviance`), with ``L_S`` = chol(S) over
+``[Z_2..Z_m | X | y]``:
+
+* β = R_X⁻ᵀ r_Xy and σ² = r²/(n - p) (REML) or r²/n (ML);  vcov(β) = σ² (R_X R_X')⁻¹;
+* u_r = L_ZZ⁻ᵀ (l_yZ - L_XZ' β), and for the first term, level by level,
+  u_1 = M_c⁻¹ Λ_1'(Z_1'y - Z_1'X β - Z_1'Z_r b_r); conditional modes b = Λ u;
+* Var(b | y) = σ² Λ (Λ'Z'ZΛ + I)⁻¹ Λ' (lme4's condVar: β taken as known), whose diagonal
+  blocks come from the block inverse of the factor.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.linalg import solve_triangular
+
+from .blocks import CrossProducts
+from .deviance import Factorization, ProfiledDeviance
+from .errors import DataError
+from .frame import ModelFrame, to_pandas
+from .optimize import BOUNDARY, OptimResult
+
+
+@dataclass
+class _Term:
+    """Per random-effects block: its modes and conditional variance blocks."""
+
+    group: str
+    names: list[str]
+    levels: pd.Index
+    lam: np.ndarray
+    modes: np.ndarray  # (l, k)
+    condvar: np.ndarray  # (l, k, k), includes σ²
+
+
+class LinearMixedModel:
+    """The result of :func:`multilevel.fit`. Attribute names follow lme4 (``fixef``, ``ranef``,
+    ``varcorr``, ``theta``, ``sigma``, ``objective``)."""
+
+    family = "gaussian"
+
+    def __init__(
+        self,
+        frame: ModelFrame,
+        cp: CrossProducts,
+        deviance: ProfiledDeviance,
+        opt: OptimResult,
+        fac: Factorization,
+        reml: bool,
+        data_name: str | None = None,
+    ):
+        self._frame = frame
+        self._cp = cp
+        self._layout = deviance.layout
+        self.optim = opt
+        self.reml = reml
+        self.data_name = data_name
+        self.formula = frame.formula.text
+        self.theta = fac.theta
+        self.objective = float(fac.objective)
+        self.nobs = cp.n
+        self.n_dropped = frame.n_dropped
+        self.dropped_columns = frame.dropped_columns
+        self.converged = bool(opt.converged)
+        n, p, qr = cp.n, cp.p, fac.qr
+        L = fac.L
+        Lx = L[qr : qr + p, qr : qr + p]
+        lxy = L[-1, qr : qr + p]
+        beta = solve_triangular(Lx.T, lxy, lower=False) if p else np.zeros(0)
+        self.sigma = math.sqrt(fac.pwrss / (n - p if reml else n))
+        Lxinv = solve_triangular(Lx, np.eye(p), lower=True) if p else np.zeros((0, 0))
+        V = self.sigma**2 * (Lxinv.T @ Lxinv)
+        names = frame.xnames
+        self.fixef = pd.Series(beta, index=names, name="Estimate")
+        self.vcov = pd.DataFrame(V, index=names, columns=names)
+        self.fixef_se = pd.Series(np.sqrt(np.diag(V)), index=names, name="Std. Error")
+        self._terms = self._random_effects(fac, deviance, beta)
+        self.singular_terms = self._singular_messages()
+        self.singular = bool(self.singular_terms)
+
+    # -- conditional modes and variances ---------------------------------------------
+    def _random_effects(self, fac: Factorization, dev: ProfiledDeviance, beta) -> list[_Term]:
+        cp, frame = self._cp, self._frame
+        p, qr = cp.p, fac.qr
+        L = fac.L
+        lams = fac.lambdas
+        sig2 = self.sigma**2
+        k1, l1 = cp.k[0], cp.nlevels[0]
+        terms: list[_Term] = []
+        b_rest = np.zeros(qr)
+        rest_blocks = []
+        if qr:
+            Lzz = L[:qr, :qr]
+            rhs = L[-1, :qr] - L[qr : qr + p, :qr].T @ beta
+            u_r = solve_triangular(Lzz.T, rhs, lower=False)
+            Linv = solve_triangular(Lzz, np.eye(qr), lower=True)
+            for j in range(1, len(cp.k)):
+                o, kj, lj = dev.offsets[j - 1], cp.k[j], cp.nlevels[j]
+                u = u_r[o : o + lj * kj].reshape(lj, kj)
+                b = u @ lams[j].T
+                b_rest[o : o + lj * kj] = b.reshape(-1)
+                C = Linv[:, o : o + lj * kj].reshape(qr, lj, kj)
+                Minv = np.einsum("rla,rlb->lab", C, C)
+                rest_blocks.append((b, sig2 * lams[j] @ Minv @ lams[j].T))
+        # first term
+        zw = cp.zw[0]
+        c = zw[:, p] - zw[:, :p] @ beta
+        if qr:
+            c = c - dev.R.T @ b_rest
+        c = c.reshape(l1, k1) @ lams[0]  # Λ_1' c, level by level
+        u1 = np.einsum("lab,lb->la", fac.M1inv, c)
+        b1 = u1 @ lams[0].T
+        Minv1 = fac.M1inv.copy()
+        if qr:
+            Minv1 += self._first_term_correction(fac, dev, Linv)
+        terms.append((b1, sig2 * lams[0] @ Minv1 @ lams[0].T))
+        terms.extend(rest_blocks)
+        out = []
+        for rt, lam, (b, cv) in zip(frame.reterms, lams, terms, strict=True):
+            out.append(_Term(rt.group, rt.names, rt.levels, lam, b, cv))
+        return out
+
+    def _first_term_correction(self, fac, dev: ProfiledDeviance, Linv) -> np.ndarray:
+        """M_11⁻¹ M_1r S⁻¹ M_r1 M_11⁻¹ per level c, with H = M_r1 M_11⁻¹ and K = L_ZZ⁻¹ H."""
+        cp = self._cp
+        k1, l1 = cp.k[0], cp.nlevels[0]
+        lams = fac.lambdas
+        left = sp.block_diag(
+            [sp.kron(sp.identity(cp.nlevels[j]), lams[j].T) for j in range(1, len(cp.k))]
+        ).tocsr()
+        right_blocks = lams[0] @ fac.M1inv  # (l1, k1, k1): Λ_1 M_c⁻¹
+        right = sp.bsr_matrix(
+            (right_blocks, np.arange(l1), np.arange(l1 + 1)), shape=(l1 * k1, l1 * k1)
+        ).tocsc()
+        H = (left @ dev.R @ right).tocsc()
+        qr = fac.qr
+        out = np.empty((l1, k1, k1))
+        chunk = max(k1, (4_000_000 // max(qr, 1)) // k1 * k1)
+        for s in range(0, l1 * k1, chunk):
+            e = min(s + chunk, l1 * k1)
+            K = Linv @ H[:, s:e].toarray()
+            Kb = K.reshape(qr, (e - s) // k1, k1)
+            out[s // k1 : e // k1] = np.einsum("rla,rlb->lab", Kb, Kb)
+        return out
+
+    def _singular_messages(self) -> list[str]:
+        msgs = []
+        for t, vc in zip(self._terms, self._varcov_matrices(), strict=True):
+            sd = np.sqrt(np.maximum(np.diag(vc), 0))
+            lam_diag = np.abs(np.diag(t.lam))
+            for a, name in enumerate(t.names):
+                if sd[a] <= BOUNDARY * self.sigma:
+                    msgs.append(f"the variance of '{name}' in {t.group} is estimated as zero")
+            if len(t.names) > 1 and not any(sd <= BOUNDARY * self.sigma):
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    cor = vc / np.outer(sd, sd)
+                for a in range(len(t.names)):
+                    for b in range(a):
+                        if abs(cor[a, b]) > 1 - 1e-6:
+                            msgs.append(
+                                f"the correlation of '{t.names[b]}' and '{t.names[a]}' in "
+                                f"{t.group} is estimated as {cor[a, b]:+.0f}"
+                            )
+                if not msgs and (lam_diag < BOUNDARY).any():
+                    msgs.append(
+                        f"the covariance matrix of the random effects in {t.group} is "
+                        "singular (rank deficient)"
+                    )
+        return msgs
+
+    def _varcov_matrices(self) -> list[np.ndarray]:
+        return [self.sigma**2 * t.lam @ t.lam.T for t in self._terms]
+
+    # -- lme4-style accessors --------------------------------------------------------
+    @property
+    def ngroups(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self._terms:
+            out[t.group] = len(t.levels)
+        return out
+
+    @property
+    def npar(self) -> int:
+        return len(self.fixef) + len(self.theta) + 1
+
+    @property
+    def loglik(self) -> float:
+        return -0.5 * self.objective
+
+    @property
+    def aic(self) -> float:
+        return self.objective + 2 * self.npar
+
+    @property
+    def bic(self) -> float:
+        return self.objective + self.npar * math.log(self.nobs)
+
+    @property
+    def method(self) -> str:
+        return "REML" if self.reml else "ML"
+
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        """lme4's ``as.data.frame(VarCorr(fit))``: variances, then covariances (``sdcor`` is
+        the correlation), per term; the residual last."""
+        rows = []
+        seen: dict[str, int] = {}
+        for t, vc in zip(self._terms, self._varcov_matrices(), strict=True):
+            g = t.group
+            if g in seen:
+                seen[g] += 1
+                g = f"{g}.{seen[t.group]}"
+            else:
+                seen[g] = 0
+            sd = np.sqrt(np.maximum(np.diag(vc), 0))
+            for a, name in enumerate(t.names):
+                rows.append((g, name, None, vc[a, a], sd[a]))
+            for a in range(len(t.names)):
+                for b in range(a + 1, len(t.names)):
+                    cor = vc[a, b] / (sd[a] * sd[b]) if sd[a] > 0 and sd[b] > 0 else np.nan
+                    rows.append((g, t.names[a], t.names[b], vc[a, b], cor))
+        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        return pd.DataFrame(rows, columns=["group", "term1", "term2", "vcov", "sdcor"])
+
+    @property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Per grouping factor: conditional modes (one column per term) and their conditional
+        standard errors (columns ``se(term)``), indexed by level."""
+        out: dict[str, pd.DataFrame] = {}
+        for t in self._terms:
+            se = np.sqrt(np.maximum(np.diagonal(t.condvar, axis1=1, axis2=2), 0))
+            df = pd.DataFrame(t.modes, index=t.levels.copy(), columns=t.names)
+            df_se = pd.DataFrame(se, index=t.levels.copy(), columns=[f"se({n})" for n in t.names])
+            df.index.name = t.group
+            part = pd.concat([df, df_se], axis=1)
+            if t.group in out:
+                prev = out[t.group]
+                part = part.rename(columns={c: c + "'" for c in part.columns if c in prev.columns})
+                part = pd.concat([prev, part], axis=1)
+            out[t.group] = part
+        for g, df in out.items():
+            modes = [c for c in df.columns if not c.startswith("se(")]
+            ses = [c for c in df.columns if c.startswith("se(")]
+            out[g] = df[modes + ses]
+        return out
+
+    @property
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Per grouping factor: fixed effects plus that factor's conditional modes (the
+        group-level coefficients α_j, β_j of each group), as lme4's ``coef``."""
+        out = {}
+        for g, re in self.ranef.items():
+            df = pd.DataFrame(
+                np.tile(self.fixef.to_numpy(), (len(re), 1)),
+                index=re.index,
+                columns=self.fixef.index,
+            )
+            for c in re.columns:
+                if c.startswith("se("):
+                    continue
+                name = c.rstrip("'")
+                if name in df.columns:
+                    df[name] += re[c].to_numpy()
+                else:
+                    df[name] = re[c].to_numpy()
+            out[g] = df
+        return out
+
+    # -- fitted values and prediction ------------------------------------------------
+    def _linear_predictor(self, X: np.ndarray, Zs: list[np.ndarray], codes: list[np.ndarray]):
+        eta = X @ self.fixef.to_numpy()
+        for t, Z, c in zip(self._terms, Zs, codes, strict=True):
+            known = c >= 0
+            contrib = np.einsum("nk,nk->n", Z[known], t.modes[c[known]])
+            eta[known] += contrib
+        return eta
+
+    @property
+    def fitted(self) -> np.ndarray:
+        fr = self._frame
+        return self._linear_predictor(
+            fr.X, [rt.Z for rt in fr.reterms], [rt.codes for rt in fr.reterms]
+        )
+
+    @property
+    def residuals(self) -> np.ndarray:
+        return self._frame.y - self.fitted
+
+    def predict(self, newdata=None, new_groups: str = "population") -> np.ndarray:
+        """Predictions: fixed part plus the conditional modes of the groups in ``newdata``.
+
+        A level not seen in the fit contributes nothing (``new_groups="population"``, as
+        lme4's ``allow.new.levels=TRUE``) or raises (``new_groups="error"``)."""
+        if newdata is None:
+            return self.fitted
+        if new_groups not in ("population", "error"):
+            raise ValueError("new_groups must be 'population' or 'error'")
+        from .frame import _group_codes
+
+        df = to_pandas(newdata)
+        fr = self._frame
+        try:
+            Xdf = fr.fixed_spec.get_model_matrix(df, na_action="raise")
+        except Exception as e:  # noqa: BLE001
+            raise DataError(f"cannot build the fixed effects for newdata: {e}") from None
+        cols = ["Intercept" if c == "(Intercept)" else c for c in fr.xnames]
+        X = np.asarray(Xdf[cols], dtype=float)
+        Zs, codes = [], []
+        for rt in fr.reterms:
+            missing = [f for f in rt.term.factors if f not in df.columns]
+            if missing:
+                raise DataError(f"newdata has no column '{missing[0]}' (grouping factor)")
+            if df[list(rt.term.factors)].isna().any().any():
+                raise DataError(f"newdata has missing values in grouping factor '{rt.group}'")
+            try:
+                Z = rt.spec.get_model_matrix(df, na_action="raise")
+            except Exception as e:  # noqa: BLE001
+                raise DataError(f"cannot build the term {rt.term} for newdata: {e}") from None
+            lab_codes, labels = _group_codes(df, rt.term.factors)
+            row_labels = labels[lab_codes]
+            c = rt.levels.get_indexer(row_labels)
+            if new_groups == "error" and (c < 0).any():
+                bad = row_labels[c < 0][0]
+                raise DataError(
+                    f"level '{bad}' of '{rt.group}' was not in the fitted data "
+                    f"({int((c < 0).sum())} rows with new levels)"
+                )
+            Zs.append(np.asarray(Z, dtype=float))
+            codes.append(c)
+        return self._linear_predictor(X, Zs, codes)
+
+    # -- presentation ----------------------------------------------------------------
+    def summary(self) -> str:
+        from .summary import summary_text
+
+        return summary_text(self)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def to_dict(self) -> dict:
+        """The JSON contract of ``multilevel fit --json``."""
+        vc = self.varcorr
+        ranef = []
+        for t in self._terms:
+            se = np.sqrt(np.maximum(np.diagonal(t.condvar, axis1=1, axis2=2), 0))
+            for i, lev in enumerate(t.levels):
+                for a, name in enumerate(t.names):
+                    ranef.append(
+                        {
+                            "group": t.group,
+                            "level": str(lev),
+                            "term": name,
+                            "mode": float(t.modes[i, a]),
+                            "se": float(se[i, a]),
+                        }
+                    )
+        return {
+            "formula": self.formula,
+            "family": self.family,
+            "method": self.method,
+            "nobs": int(self.nobs),
+            "n_dropped": int(self.n_dropped),
+            "ngroups": {k: int(v) for k, v in self.ngroups.items()},
+            "objective": self.objective,
+            "loglik": self.loglik,
+            "aic": self.aic,
+            "bic": self.bic,
+            "sigma": self.sigma,
+            "theta": [float(v) for v in self.theta],
+            "fixef": {k: float(v) for k, v in self.fixef.items()},
+            "fixef_se": {k: float(v) for k, v in self.fixef_se.items()},
+            "varcorr": [
+                {
+                    "group": r.group,
+                    "term1": None if pd.isna(r.term1) else str(r.term1),
+                    "term2": None if pd.isna(r.term2) else str(r.term2),
+                    "vcov": float(r.vcov),
+                    "sdcor": None if pd.isna(r.sdcor) else float(r.sdcor),
+                }
+                for r in vc.itertuples()
+            ],
+            "singular": self.singular,
+            "singular_terms": self.singular_terms,
+            "converged": self.converged,
+            "optimizer": {"message": self.optim.message, "evaluations": self.optim.nevals},
+            "dropped_columns": list(self.dropped_columns),
+            "ranef": ranef,
+        }

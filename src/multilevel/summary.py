@@ -1,0 +1,122 @@
+"""Text summary of a linear mixed fit, with the content of lme4's ``print(summary(fit))``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return ""
+    return f"{x:.{digits}g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.3e}"
+
+
+def _table(rows: list[list[str]], header: list[str], align_left: int = 1) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    out = []
+    for r in [header, *rows]:
+        cells = [
+            str(c).ljust(w) if i < align_left else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        out.append(" " + " ".join(cells).rstrip())
+    return out
+
+
+def _abbrev(name: str, width: int = 6) -> str:
+    name = name.replace("(Intercept)", "(Intr)")
+    return name if len(name) <= width else name[:width]
+
+
+def summary_text(fit) -> str:
+    """lme4-style summary: criterion, scaled residuals, random effects, fixed effects with
+    t values, their correlations, and plain-word notes on dropped rows and singularity."""
+    lines = [
+        f"Linear mixed model fit by {'REML' if fit.reml else 'maximum likelihood'} ['multilevel']",
+        f"Formula: {fit.formula}",
+    ]
+    if fit.data_name:
+        lines.append(f"   Data: {fit.data_name}")
+    if fit.n_dropped:
+        lines.append(f"   {fit.n_dropped} rows with missing values were dropped")
+    lines.append("")
+    if fit.reml:
+        lines.append(f"REML criterion at convergence: {fit.objective:.4f}")
+    else:
+        lines.extend(
+            _table(
+                [
+                    [
+                        f"{fit.aic:.1f}",
+                        f"{fit.bic:.1f}",
+                        f"{fit.loglik:.1f}",
+                        f"{fit.objective:.1f}",
+                        f"{fit.nobs - fit.npar}",
+                    ]
+                ],
+                ["AIC", "BIC", "logLik", "deviance", "df.resid"],
+                align_left=0,
+            )
+        )
+    lines.append("")
+    r = fit.residuals / fit.sigma
+    q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1])
+    lines.append("Scaled residuals:")
+    lines.extend(
+        _table([[f"{v:.4f}" for v in q]], ["Min", "1Q", "Median", "3Q", "Max"], align_left=0)
+    )
+    lines.append("")
+    lines.append("Random effects:")
+    vc = fit.varcorr
+    rows = []
+    for g, sub in vc.groupby("group", sort=False):
+        var = sub[sub.term2.isna()]
+        cov = sub[sub.term2.notna()]
+        names = list(var.term1) if g != "Residual" else [""]
+        cors = {(c.term1, c.term2): c.sdcor for c in cov.itertuples()}
+        for i, v in enumerate(var.itertuples()):
+            corr_cells = []
+            for j in range(i):
+                c = cors.get((names[j], names[i]), np.nan)
+                corr_cells.append("" if pd.isna(c) else f"{c:.2f}")
+            rows.append(
+                [g if i == 0 else "", names[i], _fmt(v.vcov), _fmt(v.sdcor), " ".join(corr_cells)]
+            )
+    lines.extend(_table(rows, ["Groups", "Name", "Variance", "Std.Dev.", "Corr"], align_left=2))
+    groups = ", ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
+    lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
+    lines.append("")
+    lines.append("Fixed effects:")
+    fe = fit.fixef
+    se = fit.fixef_se
+    rows = [
+        [name, f"{fe[name]:.6g}", f"{se[name]:.6g}", f"{fe[name] / se[name]:.3f}"]
+        for name in fe.index
+    ]
+    lines.extend(_table(rows, ["", "Estimate", "Std. Error", "t value"]))
+    if len(fe) > 1:
+        lines.append("")
+        lines.append("Correlation of Fixed Effects:")
+        V = fit.vcov.to_numpy()
+        d = np.sqrt(np.diag(V))
+        C = V / np.outer(d, d)
+        names = list(fe.index)
+        rows = []
+        for i in range(1, len(names)):
+            rows.append([_abbrev(names[i], 12)] + [f"{C[i, j]:.3f}" for j in range(i)])
+        lines.extend(_table(rows, [""] + [_abbrev(n) for n in names[:-1]]))
+    notes = []
+    if fit.dropped_columns:
+        notes.append(
+            "fixed-effect model matrix is rank deficient so dropping "
+            f"{len(fit.dropped_columns)} column(s): {', '.join(fit.dropped_columns)}"
+        )
+    if fit.singular:
+        notes.append("boundary (singular) fit: " + "; ".join(fit.singular_terms))
+    if not fit.converged:
+        notes.append(f"the optimiser did not converge: {fit.optim.message}")
+    if notes:
+        lines.append("")
+        lines.extend(f"Note: {n}" for n in notes)
+    return "\n".join(lines)
