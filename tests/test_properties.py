@@ -1,0 +1,72 @@
+"""Invariances a correct fit must have: row order, level labels, scale of y."""
+
+import numpy as np
+import pytest
+
+import multilevel
+from multilevel import datasets
+
+FORMULA = "Reaction ~ Days + (Days | Subject)"
+
+
+@pytest.fixture(scope="module")
+def sleep():
+    return datasets.load("sleepstudy")
+
+
+@pytest.fixture(scope="module")
+def base(sleep):
+    return multilevel.fit(FORMULA, sleep)
+
+
+def test_permuting_rows_and_relabelling_levels_changes_nothing(sleep, base):
+    rng = np.random.default_rng(7)
+    perm = rng.permutation(len(sleep))
+    df = sleep.iloc[perm].reset_index(drop=True)
+    relabel = {s: f"subj_{rng.integers(1_000_000)}_{s}" for s in df.Subject.unique()}
+    df["Subject"] = df.Subject.map(relabel)
+    m = multilevel.fit(FORMULA, df)
+    assert m.objective == pytest.approx(base.objective, rel=1e-9)
+    np.testing.assert_allclose(m.fixef, base.fixef, rtol=1e-6)
+    np.testing.assert_allclose(m.fixef_se, base.fixef_se, rtol=1e-5)
+    assert m.sigma == pytest.approx(base.sigma, rel=1e-6)
+    ours = m.ranef["Subject"]
+    for old, new in relabel.items():
+        np.testing.assert_allclose(
+            ours.loc[new].to_numpy(), base.ranef["Subject"].loc[str(old)].to_numpy(), rtol=1e-4,
+            atol=1e-6,
+        )
+    # fitted values follow the rows
+    np.testing.assert_allclose(m.fitted, base.fitted[perm], rtol=1e-6)
+
+
+@pytest.mark.parametrize("c", [1e-3, 7.5, 1e4])
+def test_scaling_y_scales_estimates(sleep, base, c):
+    df = sleep.assign(Reaction=sleep.Reaction * c)
+    m = multilevel.fit(FORMULA, df)
+    np.testing.assert_allclose(m.fixef, c * base.fixef, rtol=1e-5)
+    np.testing.assert_allclose(m.fixef_se, c * base.fixef_se, rtol=1e-4)
+    assert m.sigma == pytest.approx(c * base.sigma, rel=1e-5)
+    sd = m.varcorr.query("term2.isna()", engine="python").sdcor.to_numpy()
+    sd0 = base.varcorr.query("term2.isna()", engine="python").sdcor.to_numpy()
+    np.testing.assert_allclose(sd, c * sd0, rtol=1e-4)
+    np.testing.assert_allclose(m.theta, base.theta, rtol=1e-4, atol=1e-6)
+    # the objective shifts by the log-Jacobian: 2 (n - p) log c under REML
+    shift = 2 * (m.nobs - len(m.fixef)) * np.log(c)
+    assert m.objective == pytest.approx(base.objective + shift, rel=1e-9)
+
+
+def test_fitted_plus_residuals_is_y(sleep, base):
+    np.testing.assert_allclose(base.fitted + base.residuals, sleep.Reaction.to_numpy())
+
+
+def test_predict_on_training_data_equals_fitted(sleep, base):
+    np.testing.assert_allclose(base.predict(sleep), base.fitted, rtol=1e-12)
+
+
+def test_predict_new_groups(sleep, base):
+    new = sleep.head(3).assign(Subject=999)
+    pop = base.fixef["(Intercept)"] + base.fixef["Days"] * new.Days.to_numpy()
+    np.testing.assert_allclose(base.predict(new), pop, rtol=1e-12)
+    with pytest.raises(multilevel.DataError, match="999"):
+        base.predict(new, new_groups="error")

@@ -1,0 +1,127 @@
+"""Every Gaussian reference model: our fit against lme4's figures.
+
+Objective no worse than lme4's best optimiser by 1e-6 relative; fixed effects, SEs, sigma and
+random-effect SDs to 1e-4 relative (against 0.1 where smaller); conditional modes and their
+SEs to 1e-3.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from conftest import gaussian_references, reference
+
+import multilevel
+from multilevel import datasets
+
+_FITS: dict[str, multilevel.LinearMixedModel] = {}
+
+
+def fitted(name: str):
+    if name not in _FITS:
+        ref = reference(name)
+        data = datasets.load(ref["data"])
+        _FITS[name] = multilevel.fit(ref["formula"], data, reml=ref["reml"])
+    return _FITS[name]
+
+
+def rel(a, b, floor=0.1):
+    return abs(a - b) / max(abs(b), floor)
+
+
+def norm(name: str) -> str:
+    return name.replace("[T.", "").replace("]", "")
+
+
+NAMES = gaussian_references()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_objective_no_worse_than_lme4(name):
+    ref, m = reference(name), fitted(name)
+    assert m.objective <= ref["objective"] + 1e-6 * abs(ref["objective"])
+    assert m.converged
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fixed_effects_and_scale(name):
+    ref, m = reference(name), fitted(name)
+    ours = {norm(k): v for k, v in m.fixef.items()}
+    ours_se = {norm(k): v for k, v in m.fixef_se.items()}
+    assert set(ours) == set(ref["fixef"])
+    for k, v in ref["fixef"].items():
+        assert rel(ours[k], v) < 1e-4, k
+        assert rel(ours_se[k], ref["fixef_se"][k]) < 1e-4, k
+    assert rel(m.sigma, ref["sigma"]) < 1e-4
+    assert m.nobs == ref["nobs"]
+    assert m.ngroups == ref["ngroups"]
+    assert math.isclose(m.loglik, ref["loglik"], rel_tol=1e-6, abs_tol=1e-6)
+    assert math.isclose(m.aic, ref["aic"], rel_tol=1e-6)
+    assert math.isclose(m.bic, ref["bic"], rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_variance_components(name):
+    ref, m = reference(name), fitted(name)
+    vc = m.varcorr
+    ours = [r for r in vc.itertuples() if r.group != "Residual"]
+    theirs = [r for r in ref["varcorr"] if r["grp"] != "Residual"]
+    assert len(ours) == len(theirs)
+    key = lambda g: g.split(".")[0]  # noqa: E731 - lme4 names a second '||' block 'g.1'
+    for r in theirs:
+        match = [
+            o
+            for o in ours
+            if key(o.group) == key(r["grp"])
+            and o.term1 == r["var1"]
+            and (o.term2 if isinstance(o.term2, str) else None) == r.get("var2")
+        ]
+        assert match, r
+        assert min(rel(o.sdcor, r["sdcor"]) for o in match) < 1e-4, r
+    assert (m.varcorr.group == "Residual").sum() == 1
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_conditional_modes_and_ses(name):
+    ref, m = reference(name), fitted(name)
+    ranef = m.ranef
+    for r in ref["ranef"]:
+        df = ranef[r["grpvar"]]
+        row = df.loc[str(r["grp"])]
+        assert rel(row[r["term"]], r["condval"], floor=0.1) < 1e-3, r
+        assert rel(row[f"se({r['term']})"], r["condsd"], floor=0.1) < 1e-3, r
+
+
+def test_lme4_default_stops_early_on_radon_but_we_do_not():
+    ref, m = reference("radon_seed_eq1"), fitted("radon_seed_eq1")
+    assert ref["lme4_default_objective"] > ref["objective"] + 5
+    assert m.objective < ref["objective"] + 1e-6 * ref["objective"]
+    assert not m.singular
+
+
+def test_dyestuff2_is_singular_with_zero_batch_sd():
+    m = fitted("dyestuff2_singular_reml")
+    assert m.singular
+    vc = m.varcorr
+    assert vc.loc[vc.group == "Batch", "sdcor"].iloc[0] == pytest.approx(0.0, abs=1e-6)
+    assert "Batch" in m.singular_terms[0]
+    assert "singular" in m.summary()
+
+
+def test_nonsingular_fits_are_not_flagged():
+    for name in ["sleepstudy_slope_reml", "penicillin_crossed_reml", "pastes_nested_reml"]:
+        assert not fitted(name).singular
+
+
+def test_coef_is_fixef_plus_ranef():
+    m = fitted("sleepstudy_slope_reml")
+    coef = m.coef["Subject"]
+    re = m.ranef["Subject"]
+    np.testing.assert_allclose(
+        coef["Days"].to_numpy(), m.fixef["Days"] + re["Days"].to_numpy(), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        coef["(Intercept)"].to_numpy(),
+        m.fixef["(Intercept)"] + re["(Intercept)"].to_numpy(),
+        rtol=1e-12,
+    )
