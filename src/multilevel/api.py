@@ -13,6 +13,9 @@ from .results import LinearMixedModel
 
 #: Problems whose dense Schur complement is at least this large run BLAS on one thread.
 _SINGLE_THREAD_FROM = 200
+#: From this many random effects (first term) plus Schur-complement rows, an evaluation costs
+#: more than the optimiser's own work, and the optimiser that needs fewer evaluations wins.
+_EXPENSIVE = 1000
 
 
 @cache
@@ -36,13 +39,14 @@ def fit(formula: str, data, *, reml: bool = True, data_name: str | None = None) 
         )
     cp = crossproducts(frame)
     dev = ProfiledDeviance(cp, [rt.correlated for rt in frame.reterms], reml=reml)
+    expensive = dev.m + cp.nlevels[0] * cp.k[0] >= _EXPENSIVE
     if dev.m >= _SINGLE_THREAD_FROM or cp.nlevels[0] * cp.k[0] >= 10_000:
         # a multi-threaded BLAS on 2 cores is slower than one thread when the other core is
         # busy (measured: up to 100x); our blocks are too small to gain from threads
         with _threadpool_controller().limit(limits=1, user_api="blas"):
-            opt = minimize_theta(dev, dev.layout)
+            opt = minimize_theta(dev, dev.layout, expensive)
             fac = dev.factor(opt.theta)
             return LinearMixedModel(frame, cp, dev, opt, fac, reml, data_name)
-    opt = minimize_theta(dev, dev.layout)
+    opt = minimize_theta(dev, dev.layout, expensive)
     fac = dev.factor(opt.theta)
     return LinearMixedModel(frame, cp, dev, opt, fac, reml, data_name)

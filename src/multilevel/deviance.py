@@ -162,16 +162,25 @@ class ProfiledDeviance:
 
     def _first_block(self, lam1: np.ndarray):
         """Per level: M_c = Λ'A_cΛ + I, log det, M_c⁻¹ and G_c = Λ M_c⁻¹ Λ'."""
+        A = self.A11
         if self.k1 == 1:
             t2 = lam1[0, 0] ** 2
-            mdiag = t2 * self.A11[:, 0, 0] + 1.0
+            mdiag = t2 * A[:, 0, 0] + 1.0
             minv = (1.0 / mdiag)[:, None, None]
             return float(np.log(mdiag).sum()), minv, t2 * minv
-        M = np.einsum("ba,lbc,cd->lad", lam1, self.A11, lam1, optimize=True)
-        M[:, np.arange(self.k1), np.arange(self.k1)] += 1.0
-        chol = np.linalg.cholesky(M)
-        logdet = 2.0 * float(np.log(np.diagonal(chol, axis1=1, axis2=2)).sum())
-        minv = np.linalg.inv(M)
+        M = lam1.T @ A @ lam1
+        if self.k1 == 2:  # closed form, the common intercept-and-slope case
+            a, b, c = M[:, 0, 0] + 1.0, M[:, 1, 0], M[:, 1, 1] + 1.0
+            det = a * c - b * b
+            minv = np.empty_like(M)
+            minv[:, 0, 0], minv[:, 1, 1] = c / det, a / det
+            minv[:, 0, 1] = minv[:, 1, 0] = -b / det
+            logdet = float(np.log(det).sum())
+        else:
+            M[:, np.arange(self.k1), np.arange(self.k1)] += 1.0
+            chol = np.linalg.cholesky(M)
+            logdet = 2.0 * float(np.log(np.diagonal(chol, axis1=1, axis2=2)).sum())
+            minv = np.linalg.inv(M)
         G = lam1 @ minv @ lam1.T
         return logdet, minv, G
 
