@@ -265,23 +265,34 @@ def _pair_map(R: sp.csr_matrix, k1: int, m: int, lower_only: bool):
     rows, vals = Rc.indices.astype(np.int64), Rc.data
     nl = ncol // k1
     n_level = np.bincount(level, minlength=nl)
-    total = int((n_level.astype(np.int64) ** 2).sum())
+    level_start = np.concatenate([[0], np.cumsum(n_level)[:-1]])
+    pos = np.arange(len(rows)) - level_start[level]  # position of each entry in its level
+    # With one column per level the rows of a level are sorted, so the lower triangle
+    # (i >= i') pairs each entry with the ones before it; otherwise pair all and filter.
+    triangular = lower_only and k1 == 1
+    reps = pos + 1 if triangular else n_level[level]
+    total = int(reps.sum())
     if total > MAX_PAIRS:
         raise DataError(
             f"the crossed random-effects structure needs {total} products per evaluation; "
             f"the engine handles at most {MAX_PAIRS}"
         )
-    level_start = np.concatenate([[0], np.cumsum(n_level)[:-1]])
-    reps = n_level[level]
     e1 = np.repeat(np.arange(len(rows)), reps)
-    group_start = np.repeat(np.cumsum(reps) - reps, reps)
-    e2 = level_start[level[e1]] + (np.arange(len(e1)) - group_start)
-    if lower_only:
+    offset = np.arange(total) - np.repeat(np.cumsum(reps) - reps, reps)
+    e2 = level_start[level[e1]] + offset
+    if lower_only and not triangular:
         keep = rows[e1] >= rows[e2]
         e1, e2 = e1[keep], e2[keep]
     target = rows[e1] * m + rows[e2]
     gidx = level[e1] * (k1 * k1) + a[e1] * k1 + a[e2]
-    uniq, inv = np.unique(target, return_inverse=True)
+    if m * m <= 200_000_000:
+        seen = np.zeros(m * m, dtype=bool)
+        seen[target] = True
+        uniq = np.flatnonzero(seen)
+        index = np.cumsum(seen) - 1
+        inv = index[target]
+    else:
+        uniq, inv = np.unique(target, return_inverse=True)
     Q = sp.csr_matrix((vals[e1] * vals[e2], (inv, gidx)), shape=(len(uniq), nl * k1 * k1))
     Q.sum_duplicates()
     return Q, uniq

@@ -1,12 +1,12 @@
-"""Minimise the profiled deviance over θ with nlopt (NEWUOA, then BOBYQA), and make sure it
-is the optimum.
+"""Minimise the profiled deviance over θ with nlopt (BOBYQA, or NEWUOA first when
+evaluations are expensive), and make sure the result is the optimum.
 
-A derivative-free run from lme4's start (Λ = I) usually reaches the optimum, but the θ-parametrisation has
-false local optima on the boundary: with a diagonal element of Λ_i at 0 the rest of its
-column fixes a correlation, and an optimiser can settle there (lme4's default does on the radon
-model). So when the first run ends on the boundary we start again from points off it, and
-every fit ends with a restart from the best point (a fresh trust region) that must not find
-anything better. The best objective of all runs is kept.
+A derivative-free run from lme4's start (Λ = I) usually reaches the optimum, but the
+θ-parametrisation has false local optima on the boundary: with a diagonal element of Λ_i at
+0 the rest of its column fixes a correlation, and an optimiser can settle there (lme4's
+default does on the radon model). So when the first run ends on the boundary we start again
+from points off it, and every fit ends with a restart from the best point (a fresh trust
+region) that must not find anything better. The best objective of all runs is kept.
 """
 
 from __future__ import annotations

@@ -138,15 +138,16 @@ class LinearMixedModel:
         right = sp.bsr_matrix(
             (right_blocks, np.arange(l1), np.arange(l1 + 1)), shape=(l1 * k1, l1 * k1)
         ).tocsc()
-        H = (left @ dev.R @ right).tocsc()
+        Ht = (left @ dev.R @ right).T.tocsr()  # H' is sparse: K' = H' L_ZZ⁻ᵀ costs nnz(H) qr
         qr = fac.qr
         out = np.empty((l1, k1, k1))
         chunk = max(k1, (4_000_000 // max(qr, 1)) // k1 * k1)
+        LinvT = np.ascontiguousarray(Linv.T)
         for s in range(0, l1 * k1, chunk):
             e = min(s + chunk, l1 * k1)
-            K = Linv @ H[:, s:e].toarray()
-            Kb = K.reshape(qr, (e - s) // k1, k1)
-            out[s // k1 : e // k1] = np.einsum("rla,rlb->lab", Kb, Kb)
+            Kt = np.asarray(Ht[s:e] @ LinvT)
+            Kb = Kt.reshape((e - s) // k1, k1, qr)
+            out[s // k1 : e // k1] = np.einsum("lar,lbr->lab", Kb, Kb)
         return out
 
     def _singular_messages(self) -> list[str]:
