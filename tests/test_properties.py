@@ -33,7 +33,9 @@ def test_permuting_rows_and_relabelling_levels_changes_nothing(sleep, base):
     ours = m.ranef["Subject"]
     for old, new in relabel.items():
         np.testing.assert_allclose(
-            ours.loc[new].to_numpy(), base.ranef["Subject"].loc[str(old)].to_numpy(), rtol=1e-4,
+            ours.loc[new].to_numpy(),
+            base.ranef["Subject"].loc[str(old)].to_numpy(),
+            rtol=1e-4,
             atol=1e-6,
         )
     # fitted values follow the rows

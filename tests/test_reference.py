@@ -61,6 +61,15 @@ def test_fixed_effects_and_scale(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_theta_in_lme4_order(name):
+    ref, m = reference(name), fitted(name)
+    theirs = np.atleast_1d(ref["theta"])
+    assert len(m.theta) == len(theirs)
+    for a, b in zip(m.theta, theirs, strict=True):
+        assert rel(a, b) < 1e-3
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_variance_components(name):
     ref, m = reference(name), fitted(name)
     vc = m.varcorr

@@ -1,0 +1,56 @@
+"""The optimiser reaches the optimum: no other optimiser, from other starts, finds better."""
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+from test_deviance import FORMULAS, simulate
+
+import multilevel
+from multilevel.blocks import crossproducts
+from multilevel.deviance import ProfiledDeviance
+from multilevel.frame import build_frame
+from multilevel.optimize import minimize_theta, on_boundary
+
+
+def best_of_other_starts(dev, seeds=4):
+    lo = dev.layout.lower
+    bounds = [(0 if b == 0 else None, None) for b in lo]
+    best = np.inf
+    rng = np.random.default_rng(0)
+    for _ in range(seeds):
+        x0 = np.abs(rng.normal(size=dev.layout.size)) + 0.05
+        r = minimize(dev, x0, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-14})
+        r = minimize(dev, r.x, method="Powell", bounds=bounds, options={"ftol": 1e-12})
+        best = min(best, r.fun)
+    return best
+
+
+@pytest.mark.parametrize("formula", FORMULAS)
+@pytest.mark.parametrize("seed", [11, 12])
+def test_no_other_start_finds_better(formula, seed):
+    df = simulate(seed, n=200)
+    frame = build_frame(formula, df)
+    dev = ProfiledDeviance(crossproducts(frame), [rt.correlated for rt in frame.reterms])
+    ours = minimize_theta(dev, dev.layout)
+    other = best_of_other_starts(dev)
+    assert ours.objective <= other + 1e-7 * abs(other)
+    assert ours.converged
+
+
+@pytest.mark.parametrize("expensive", [False, True])
+def test_false_boundary_optimum_of_radon_is_left(expensive):
+    data = multilevel.datasets.load("radon")
+    frame = build_frame("log_radon ~ floor * log_uranium + (1 + floor | county)", data)
+    dev = ProfiledDeviance(crossproducts(frame), [True])
+    # lme4's default stops on the boundary at 2132.235; the optimum is 2126.579
+    assert dev(np.array([0.0, -0.44088525, 0.21990435])) == pytest.approx(2132.2352, abs=1e-3)
+    r = minimize_theta(dev, dev.layout, expensive)
+    assert r.objective == pytest.approx(2126.57944041944, abs=1e-6)
+    assert len(on_boundary(r.theta, dev.layout)) == 0
+
+
+def test_true_boundary_optimum_is_kept():
+    data = multilevel.datasets.load("dyestuff2")
+    m = multilevel.fit("Yield ~ 1 + (1 | Batch)", data)
+    assert m.theta[0] == 0.0
+    assert m.singular and m.converged
