@@ -72,3 +72,22 @@ def test_predict_new_groups(sleep, base):
     np.testing.assert_allclose(base.predict(new), pop, rtol=1e-12)
     with pytest.raises(multilevel.DataError, match="999"):
         base.predict(new, new_groups="error")
+
+
+def test_refit_with_new_response_equals_fresh_fit(sleep, base):
+    rng = np.random.default_rng(3)
+    y = sleep.Reaction.to_numpy() + rng.normal(scale=20, size=len(sleep))
+    fresh = multilevel.fit(FORMULA, sleep.assign(Reaction=y))
+    re = base.refit(y)
+    assert re.objective == pytest.approx(fresh.objective, rel=1e-12)
+    # the optimiser's path may differ in the last digits of the blocks: θ agrees to ~1e-6
+    np.testing.assert_allclose(re.fixef, fresh.fixef, rtol=1e-6)
+    np.testing.assert_allclose(re.fitted, fresh.fitted, rtol=1e-5)
+    assert base.objective != pytest.approx(re.objective)  # base is untouched
+
+
+def test_refit_by_ml_equals_ml_fit(sleep, base):
+    ml = multilevel.fit(FORMULA, sleep, reml=False)
+    re = base.refit(reml=False)
+    assert re.method == "ML" and base.method == "REML"
+    assert re.objective == pytest.approx(ml.objective, rel=1e-12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import cache
 
 from .blocks import crossproducts
@@ -39,14 +40,29 @@ def fit(formula: str, data, *, reml: bool = True, data_name: str | None = None) 
         )
     cp = crossproducts(frame)
     dev = ProfiledDeviance(cp, [rt.correlated for rt in frame.reterms], reml=reml)
-    expensive = dev.m + cp.nlevels[0] * cp.k[0] >= _EXPENSIVE
+    return fit_deviance(frame, cp, dev, data_name)
+
+
+@contextmanager
+def blas_threads_for(dev: ProfiledDeviance):
+    """One BLAS thread for problems with large blocks: a multi-threaded BLAS on 2 cores is
+    slower than one thread when the other core is busy (measured: up to 100x), and our
+    blocks are too small to gain from threads."""
+    cp = dev.cp
     if dev.m >= _SINGLE_THREAD_FROM or cp.nlevels[0] * cp.k[0] >= 10_000:
-        # a multi-threaded BLAS on 2 cores is slower than one thread when the other core is
-        # busy (measured: up to 100x); our blocks are too small to gain from threads
         with _threadpool_controller().limit(limits=1, user_api="blas"):
-            opt = minimize_theta(dev, dev.layout, expensive)
-            fac = dev.factor(opt.theta)
-            return LinearMixedModel(frame, cp, dev, opt, fac, reml, data_name)
-    opt = minimize_theta(dev, dev.layout, expensive)
-    fac = dev.factor(opt.theta)
-    return LinearMixedModel(frame, cp, dev, opt, fac, reml, data_name)
+            yield
+    else:
+        yield
+
+
+def fit_deviance(
+    frame, cp, dev: ProfiledDeviance, data_name: str | None = None
+) -> LinearMixedModel:
+    """Optimise a prepared deviance and collect the results (the part of :func:`fit` after
+    the data pass; refits for the bootstrap and for ML comparisons start here)."""
+    expensive = dev.m + cp.nlevels[0] * cp.k[0] >= _EXPENSIVE
+    with blas_threads_for(dev):
+        opt = minimize_theta(dev, dev.layout, expensive)
+        fac = dev.factor(opt.theta)
+        return LinearMixedModel(frame, cp, dev, opt, fac, dev.reml, data_name)

@@ -15,7 +15,7 @@ memory) can feed the same deviance.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -88,3 +88,22 @@ def crossproducts(frame: ModelFrame) -> CrossProducts:
         zw=zw,
         ww=W.T @ W,
     )
+
+
+def with_response(cp: CrossProducts, frame: ModelFrame, y: np.ndarray) -> CrossProducts:
+    """The blocks for the same model and a new response ``y`` (n,): only Z_i'y, X'y and y'y
+    change, so a refit (bootstrap, simulation) costs one pass over y."""
+    y = np.asarray(y, dtype=float)
+    zw = []
+    for t, old in zip(frame.reterms, cp.zw, strict=True):
+        new = old.copy()
+        zy = np.empty((t.nlevels, t.k))
+        for a in range(t.k):
+            zy[:, a] = _level_sums(t.codes, t.Z[:, a] * y, t.nlevels)
+        new[:, -1] = zy.reshape(-1)
+        zw.append(new)
+    ww = cp.ww.copy()
+    xy = frame.X.T @ y
+    ww[:-1, -1] = ww[-1, :-1] = xy
+    ww[-1, -1] = y @ y
+    return replace(cp, zw=zw, ww=ww)

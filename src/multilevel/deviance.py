@@ -27,6 +27,7 @@ exactly as lme4 defines them. Nothing here touches an array of length n.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -130,6 +131,17 @@ class ProfiledDeviance:
             self.R = sp.vstack([cp.off[(j, 0)] for j in range(1, len(q))]).tocsr()
             self.Q, self.Qrows = _pair_map(self.R, k1, self.m, lower_only=self.rest_scalar)
         self._diag_z = np.arange(self.qr) * (m + 1)
+
+    def with_crossproducts(self, cp: CrossProducts, reml: bool | None = None):
+        """The same model for blocks that differ only in the response (see
+        :func:`multilevel.blocks.with_response`), or fitted by the other criterion. The
+        θ-independent structure (pair map, layout) is shared, not rebuilt."""
+        new = copy.copy(self)
+        new.cp = cp
+        new.reml = self.reml if reml is None else reml
+        new.B1 = cp.zw[0].reshape(self.l1, self.k1, self.p + 1)
+        new.Arr = new._static_rest()
+        return new
 
     # -- static part -------------------------------------------------------------------
     def _static_rest(self) -> np.ndarray:

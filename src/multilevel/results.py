@@ -57,6 +57,7 @@ class LinearMixedModel:
     ):
         self._frame = frame
         self._cp = cp
+        self._deviance = deviance
         self._layout = deviance.layout
         self.optim = opt
         self.reml = reml
@@ -83,6 +84,25 @@ class LinearMixedModel:
         self._terms = self._random_effects(fac, deviance, beta)
         self.singular_terms = self._singular_messages()
         self.singular = bool(self.singular_terms)
+
+    def refit(self, y=None, *, reml: bool | None = None) -> LinearMixedModel:
+        """The same model fitted to a new response ``y`` (n,) and/or by the other criterion
+        (``reml=False`` for ML). Reuses the model's structure: no formula, no data pass
+        but over y, no symbolic set-up."""
+        from dataclasses import replace
+
+        from .api import fit_deviance
+        from .blocks import with_response
+
+        frame, cp = self._frame, self._cp
+        if y is not None:
+            y = np.asarray(y, dtype=float)
+            if y.shape != frame.y.shape:
+                raise DataError(f"refit needs a response of length {frame.n}, not {y.shape}")
+            cp = with_response(cp, frame, y)
+            frame = replace(frame, y=y)
+        dev = self._deviance.with_crossproducts(cp, reml=reml)
+        return fit_deviance(frame, cp, dev, self.data_name)
 
     # -- conditional modes and variances ---------------------------------------------
     def _random_effects(self, fac: Factorization, dev: ProfiledDeviance, beta) -> list[_Term]:
