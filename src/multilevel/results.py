@@ -356,6 +356,39 @@ class LinearMixedModel:
             codes.append(c)
         return self._linear_predictor(X, Zs, codes)
 
+    # -- inference (implemented in multilevel.inference, .intervals, .bootstrap) -------
+    def test(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """t tests of the fixed effects with Satterthwaite or Kenward-Roger denominator
+        degrees of freedom: Estimate, Std. Error, df, t value, Pr(>|t|)."""
+        from .inference import fixef_tests
+
+        return fixef_tests(self, ddf=ddf)
+
+    def anova(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """Type III F tests, one per fixed-effects term (lmerTest's ``anova``)."""
+        from .inference import anova_type3
+
+        return anova_type3(self, ddf=ddf)
+
+    def confint(self, method: str = "profile", level: float = 0.95, **kwargs) -> pd.DataFrame:
+        """Confidence intervals for every parameter (random-effect SDs and correlations, σ,
+        fixed effects): ``method`` is "wald", "profile" or "boot"."""
+        from .intervals import confint
+
+        return confint(self, method=method, level=level, **kwargs)
+
+    def bootstrap(self, n: int = 1000, seed: int | None = None, **kwargs):
+        """Parametric bootstrap: simulate from the fit, refit, collect the estimates."""
+        from .bootstrap import bootstrap
+
+        return bootstrap(self, n=n, seed=seed, **kwargs)
+
+    def simulate(self, n: int = 1, seed: int | None = None) -> np.ndarray:
+        """``n`` new response vectors (nobs, n) drawn from the fitted model."""
+        from .simulate import simulate_responses
+
+        return simulate_responses(self, n=n, seed=seed)
+
     # -- presentation ----------------------------------------------------------------
     def summary(self) -> str:
         from .summary import summary_text
