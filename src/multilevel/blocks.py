@@ -23,9 +23,64 @@ import scipy.sparse as sp
 from .frame import ModelFrame
 
 
+@dataclass(frozen=True)
+class Standardization:
+    """X and y enter the blocks centred and scaled: ``X_s = (X - 1c')D⁻¹``, ``y_s = y - y₀``
+    with D = diag(s). Cross-products square the condition number, so a response at 1e6 with
+    unit noise, or predictors at 1e6 beside ones at 1e-6, would lose every digit without it.
+    Centring needs an intercept column (then c and y₀ are the means; the intercept column is
+    left as it is); without one only the scaling (root mean square) applies.
+
+    ``β = T β_s + e₀ y₀`` maps the coefficients back; T is unit triangular up to D⁻¹, so the
+    REML term log|X'V⁻¹X| = log|X_s'V⁻¹X_s| + 2 Σ log s_j."""
+
+    x_center: np.ndarray
+    x_scale: np.ndarray
+    y_center: float
+    intercept: int | None
+
+    @classmethod
+    def from_data(cls, X: np.ndarray, y: np.ndarray) -> Standardization:
+        p = X.shape[1]
+        ones = [j for j in range(p) if np.all(X[:, j] == 1.0)]
+        icol = ones[0] if ones else None
+        c = X.mean(axis=0) if icol is not None else np.zeros(p)
+        if icol is not None:
+            c[icol] = 0.0
+        s = np.sqrt(((X - c) ** 2).mean(axis=0)) if p else np.ones(0)
+        s[~(s > 0) | ~np.isfinite(s)] = 1.0
+        if icol is not None:
+            s[icol] = 1.0
+        y0 = float(y.mean()) if icol is not None else 0.0
+        return cls(c, s, y0, icol)
+
+    def transform(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (X - self.x_center) / self.x_scale, y - self.y_center
+
+    @property
+    def T(self) -> np.ndarray:
+        """(p, p): β = T β_s + e₀ y₀."""
+        T = np.diag(1.0 / self.x_scale)
+        if self.intercept is not None:
+            T[self.intercept, :] -= self.x_center / self.x_scale
+            T[self.intercept, self.intercept] = 1.0
+        return T
+
+    def beta(self, beta_s: np.ndarray) -> np.ndarray:
+        beta = self.T @ beta_s
+        if self.intercept is not None:
+            beta[self.intercept] += self.y_center
+        return beta
+
+    @property
+    def log_scale(self) -> float:
+        return float(np.log(self.x_scale).sum())
+
+
 @dataclass
 class CrossProducts:
-    """The blocks of ``[Z X y]'[Z X y]``; see the module docstring for shapes."""
+    """The blocks of ``[Z X_s y_s]'[Z X_s y_s]``; see the module docstring for shapes and
+    :class:`Standardization` for X_s and y_s."""
 
     n: int
     p: int
@@ -35,6 +90,7 @@ class CrossProducts:
     off: dict[tuple[int, int], sp.csr_matrix]
     zw: list[np.ndarray]
     ww: np.ndarray
+    std: Standardization
 
     @property
     def q(self) -> list[int]:
@@ -47,7 +103,9 @@ def _level_sums(codes: np.ndarray, weights: np.ndarray, nlevels: int) -> np.ndar
 
 def crossproducts(frame: ModelFrame) -> CrossProducts:
     """Compute all blocks from an in-memory model frame."""
-    W = np.column_stack([frame.X, frame.y])
+    std = Standardization.from_data(frame.X, frame.y)
+    Xs, ys = std.transform(frame.X, frame.y)
+    W = np.column_stack([Xs, ys])
     terms = frame.reterms
     diag, zw = [], []
     for t in terms:
@@ -87,13 +145,15 @@ def crossproducts(frame: ModelFrame) -> CrossProducts:
         off=off,
         zw=zw,
         ww=W.T @ W,
+        std=std,
     )
 
 
 def with_response(cp: CrossProducts, frame: ModelFrame, y: np.ndarray) -> CrossProducts:
     """The blocks for the same model and a new response ``y`` (n,): only Z_i'y, X'y and y'y
     change, so a refit (bootstrap, simulation) costs one pass over y."""
-    y = np.asarray(y, dtype=float)
+    std = cp.std
+    Xs, y = std.transform(frame.X, np.asarray(y, dtype=float))
     zw = []
     for t, old in zip(frame.reterms, cp.zw, strict=True):
         new = old.copy()
@@ -103,7 +163,7 @@ def with_response(cp: CrossProducts, frame: ModelFrame, y: np.ndarray) -> CrossP
         new[:, -1] = zy.reshape(-1)
         zw.append(new)
     ww = cp.ww.copy()
-    xy = frame.X.T @ y
+    xy = Xs.T @ y
     ww[:-1, -1] = ww[-1, :-1] = xy
     ww[-1, -1] = y @ y
     return replace(cp, zw=zw, ww=ww)

@@ -230,7 +230,7 @@ class ProfiledDeviance:
         if not pwrss > 0:
             return math.inf if not keep else None
         ldL2 = logdet1 + 2.0 * float(np.log(d[:qr]).sum())
-        ldRX2 = 2.0 * float(np.log(d[qr : qr + p]).sum())
+        ldRX2 = 2.0 * float(np.log(d[qr : qr + p]).sum()) + 2.0 * self.cp.std.log_scale
         n = self.n
         if self.reml:
             nu = n - p

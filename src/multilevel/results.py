@@ -73,15 +73,17 @@ class LinearMixedModel:
         L = fac.L
         Lx = L[qr : qr + p, qr : qr + p]
         lxy = L[-1, qr : qr + p]
-        beta = solve_triangular(Lx.T, lxy, lower=False) if p else np.zeros(0)
+        # the blocks hold standardised X and y (blocks.Standardization): solve there, map back
+        beta_s = solve_triangular(Lx.T, lxy, lower=False) if p else np.zeros(0)
         self.sigma = math.sqrt(fac.pwrss / (n - p if reml else n))
         Lxinv = solve_triangular(Lx, np.eye(p), lower=True) if p else np.zeros((0, 0))
-        V = self.sigma**2 * (Lxinv.T @ Lxinv)
+        T = cp.std.T
+        V = self.sigma**2 * (T @ Lxinv.T @ Lxinv @ T.T)
         names = frame.xnames
-        self.fixef = pd.Series(beta, index=names, name="Estimate")
+        self.fixef = pd.Series(cp.std.beta(beta_s), index=names, name="Estimate")
         self.vcov = pd.DataFrame(V, index=names, columns=names)
         self.fixef_se = pd.Series(np.sqrt(np.diag(V)), index=names, name="Std. Error")
-        self._terms = self._random_effects(fac, deviance, beta)
+        self._terms = self._random_effects(fac, deviance, beta_s)
         self.singular_terms = self._singular_messages()
         self.singular = bool(self.singular_terms)
 
