@@ -7,10 +7,11 @@ Shapes: ``y`` (n,), ``X`` (n, p), each ``ReTerm.Z`` (n, k) with ``ReTerm.codes``
 
 from __future__ import annotations
 
-import ast
 import difflib
+import numbers
 import warnings
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -18,10 +19,12 @@ import pandas as pd
 from .errors import DataError, FormulaError
 from .formula import (
     ALLOWED_FUNCTIONS,
+    EXTRA_FUNCTIONS,
     ModelFormula,
     RandomTerm,
-    check_expression,
+    parse_factors,
     parse_formula,
+    value_names,
 )
 
 INTERCEPT = "(Intercept)"
@@ -82,7 +85,20 @@ def to_pandas(data) -> pd.DataFrame:
     if isinstance(data, pd.DataFrame):
         return data
     if isinstance(data, dict):
-        return pd.DataFrame(data)
+        try:
+            return pd.DataFrame(data)
+        except (ValueError, TypeError) as e:
+            lengths = {}
+            for k, v in data.items():
+                try:
+                    lengths[k] = len(v)
+                except TypeError:
+                    lengths[k] = "a scalar"
+            detail = ", ".join(f"'{k}': {n}" for k, n in lengths.items())
+            raise DataError(
+                f"cannot make a table of the dict of columns ({_first_line(e)}); "
+                f"column lengths: {detail}"
+            ) from None
     try:
         import narwhals as nw
 
@@ -93,24 +109,27 @@ def to_pandas(data) -> pd.DataFrame:
         ) from None
 
 
-def _factor_exprs(rhs: str, formula: str):
-    """Factors of a formulaic right-hand side (parsed, not evaluated), each checked."""
-    from formulaic import Formula
-    from formulaic.parser.types.factor import Factor
+@cache
+def eval_context() -> dict:
+    """The names formulaic may use besides the data and its own transforms: the allowed
+    functions it lacks. Passed explicitly so that nothing else leaks into evaluation."""
+    return {name: getattr(np, fn) for name, fn in EXTRA_FUNCTIONS.items()}
 
-    try:
-        parsed = Formula(rhs)
-    except Exception as e:  # noqa: BLE001 - formulaic raises many types
-        raise FormulaError(f"cannot parse '{rhs}': {_first_line(e)}", formula) from None
-    sides = [parsed.lhs, parsed.rhs] if hasattr(parsed, "lhs") else [parsed]
-    out = []
-    for side in sides:
-        for term in side:
-            for f in term.factors:
-                if f.eval_method == Factor.EvalMethod.PYTHON:
-                    check_expression(f.expr, formula)
-                out.append(f)
-    return out
+
+class BoundSpec:
+    """A formulaic ModelSpec that evaluates with :func:`eval_context` (e.g. for ``predict``)."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def get_model_matrix(self, data, context=None, **kwargs):
+        ctx = {**eval_context(), **(context or {})}
+        return self.spec.get_model_matrix(data, context=ctx, **kwargs)
+
+    def __getattr__(self, name):
+        if name == "spec":
+            raise AttributeError(name)
+        return getattr(self.spec, name)
 
 
 def _first_line(e: Exception) -> str:
@@ -118,6 +137,7 @@ def _first_line(e: Exception) -> str:
 
 
 def _names_used(factors) -> set[str]:
+    """Column names the (already checked) factors read."""
     from formulaic.parser.types.factor import Factor
 
     used: set[str] = set()
@@ -125,74 +145,83 @@ def _names_used(factors) -> set[str]:
         if f.eval_method == Factor.EvalMethod.LOOKUP:
             used.add(f.expr)
         elif f.eval_method == Factor.EvalMethod.PYTHON:
-            tree = ast.parse(f.expr.strip(), mode="eval")
-            calls = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Name) and id(node) not in calls:
-                    used.add(node.id)
+            used |= value_names(f.expr)
     return used
 
 
 def _check_columns(names: set[str], df: pd.DataFrame, formula: str) -> None:
-    cols = set(map(str, df.columns))
-    dup = df.columns[df.columns.duplicated()].tolist()
-    missing = sorted(n for n in names if n not in cols and n not in ALLOWED_FUNCTIONS)
-    missing = [m for m in missing if m not in {"contr", "np", "True", "False"}]
+    cols = list(map(str, df.columns))
+    missing = sorted(n for n in names if n not in set(cols))
     if missing:
         hints = []
         for m in missing:
-            close = difflib.get_close_matches(m, sorted(cols), n=1)
-            hints.append(f"'{m}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            close = difflib.get_close_matches(m, cols, n=1)
+            if not close:
+                lowered = {c.lower(): c for c in cols}
+                close = [lowered[m.lower()]] if m.lower() in lowered else []
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            if m in ALLOWED_FUNCTIONS:
+                hint += f" ('{m}' is a function: call it, e.g. '{m}(x)')"
+            hints.append(f"'{m}'{hint}")
+        shown = ", ".join(cols[:30]) + (f", ... ({len(cols)} columns)" if len(cols) > 30 else "")
         raise DataError(
             f"unknown column{'s' if len(missing) > 1 else ''} {', '.join(hints)} in formula "
-            f"'{formula}'; the data has columns: {', '.join(sorted(cols))}"
+            f"'{formula}'; the data has columns: {shown}"
         )
-    bad = [d for d in dup if d in names]
+    dup = set(df.columns[df.columns.duplicated()])
+    bad = sorted(d for d in dup if d in names)
     if bad:
-        raise DataError(f"column '{bad[0]}' appears more than once in the data")
+        n = int((df.columns == bad[0]).sum())
+        raise DataError(f"column '{bad[0]}' appears {n} times in the data; rename the copies")
 
 
 def build_frame(formula: str, data) -> ModelFrame:
     """Parse ``formula``, check it against ``data`` and build y, X and the random-effects terms."""
     from formulaic import model_matrix
 
-    mf = parse_formula(formula)
+    mf = parse_formula(formula)  # checks every expression; nothing is evaluated before this
     df = to_pandas(data)
-    df.columns = [str(c) for c in df.columns]
-    fixed_factors = _factor_exprs(mf.fixed_formula, mf.text)
-    used = _names_used(fixed_factors)
+    if df.shape[1] == 0:
+        raise DataError("the data has no columns")
+    if df.shape[0] == 0:
+        raise DataError(f"the data has no rows (columns: {', '.join(map(str, df.columns))})")
+    if not all(isinstance(c, str) for c in df.columns):
+        df = df.set_axis([str(c) for c in df.columns], axis=1)  # a new frame: never the caller's
+    response_factors = parse_factors(mf.response + " ~ 1", mf.text)
+    response_used = _names_used(response_factors)
+    used = _names_used(parse_factors(mf.fixed_formula, mf.text))
     for rt in mf.random:
-        used |= _names_used(_factor_exprs(rt.expr, mf.text))
+        used |= _names_used(parse_factors(rt.expr, mf.text))
         used |= set(rt.factors)
     _check_columns(used, df, mf.text)
     columns = [c for c in df.columns if c in used]
-    sub = df[columns]
-    _check_values(sub, mf)
+    sub = _check_values(df[columns])
+    for name in sorted(response_used):
+        col = sub[name]
+        if col.dtype == bool:
+            sub[name] = col = col.astype(float)
+        if not pd.api.types.is_numeric_dtype(col):
+            example = col.dropna().iloc[0] if col.notna().any() else None
+            raise DataError(
+                f"the response '{mf.response}' must be numeric, but the column '{name}' has "
+                f"type {col.dtype} (e.g. {example!r})"
+                + ("; convert it with pandas.to_numeric" if _looks_numeric(col) else "")
+            )
     keep = sub.notna().all(axis=1).to_numpy()
     n_dropped = int((~keep).sum())
     if not keep.any():
+        counts = ", ".join(f"'{c}' {int(sub[c].isna().sum())}" for c in columns)
         raise DataError(
-            f"no rows left: all {len(sub)} rows have a missing value in at least one of "
-            f"the columns {', '.join(columns)}"
+            f"no rows left: all {len(sub)} rows have a missing value in at least one of the "
+            f"columns the model uses (missing values per column: {counts})"
         )
+    rows = sub.index[keep]  # the caller's row labels, for messages
     if n_dropped:
         sub = sub.loc[keep].reset_index(drop=True)
     n = len(sub)
 
-    response = mf.response
-    if response in sub.columns:
-        col = sub[response]
-        if col.dtype == bool:
-            col = col.astype(float)
-        if not pd.api.types.is_numeric_dtype(col):
-            raise DataError(
-                f"the response '{response}' must be numeric, but its column has type "
-                f"{col.dtype} (e.g. {col.iloc[0]!r})"
-            )
     try:
-        mm = model_matrix(mf.fixed_formula, sub, na_action="raise")
-    except FormulaError:
-        raise
+        mm = model_matrix(mf.fixed_formula, sub, context=eval_context(), na_action="ignore")
     except Exception as e:  # noqa: BLE001
         raise FormulaError(
             f"cannot build the fixed-effects matrix of '{mf.fixed_formula}': {_first_line(e)}",
@@ -200,30 +229,32 @@ def build_frame(formula: str, data) -> ModelFrame:
         ) from None
     ymat = np.asarray(mm.lhs, dtype=float)
     if ymat.ndim != 2 or ymat.shape[1] != 1:
-        raise DataError(f"the response '{response}' must be one numeric column")
+        raise DataError(f"the response '{mf.response}' must be one numeric column")
     y = np.ascontiguousarray(ymat[:, 0])
     X = np.asarray(mm.rhs, dtype=float)
     xnames = [INTERCEPT if c == "Intercept" else str(c) for c in mm.rhs.columns]
-    if not np.isfinite(y).all():
-        raise DataError(
-            f"the response '{response}' has {int((~np.isfinite(y)).sum())} infinite values"
-        )
-    bad = ~np.isfinite(X).all(axis=0)
-    if bad.any():
-        raise DataError(f"fixed-effects column '{xnames[int(np.argmax(bad))]}' has infinite values")
+    _check_finite(y[:, None], [mf.response], "the response", rows)
+    _check_finite(X, xnames, "the fixed-effects column", rows)
     if n > 1 and np.ptp(y) == 0:
         raise DataError(
-            f"the response '{response}' has the same value ({y[0]:g}) in all {n} rows; "
+            f"the response '{mf.response}' has the same value ({y[0]:g}) in all {n} rows; "
             "there is no variation to model"
         )
     X, xnames, dropped = _drop_aliased(X, xnames)
-    reterms = [_reterm(rt, sub, mf) for rt in mf.random]
+    if X.shape[1] >= n:
+        raise DataError(
+            f"the fixed effects have {X.shape[1]} column{'s' if X.shape[1] > 1 else ''} but "
+            f"there {'are only' if n > 1 else 'is only'} {n} observation{'s' if n > 1 else ''}; "
+            "they need fewer columns than observations"
+        )
+    reterms = [_reterm(rt, sub, mf, rows) for rt in mf.random]
     reterms.sort(key=lambda t: -t.nlevels)  # stable: ties keep formula order
     for rt in reterms:
         if rt.nlevels < 2:
+            only = f" (only '{rt.levels[0]}')" if rt.nlevels == 1 else ""
             raise DataError(
-                f"grouping factor '{rt.group}' has {rt.nlevels} level; a random effect needs "
-                "at least 2 groups"
+                f"the grouping factor '{rt.group}' of the term {rt.term} has {rt.nlevels} "
+                f"level{only}; a random effect needs at least 2 groups"
             )
         if rt.nlevels * rt.k >= n:
             raise DataError(
@@ -239,43 +270,108 @@ def build_frame(formula: str, data) -> ModelFrame:
         reterms=reterms,
         n_dropped=n_dropped,
         dropped_columns=dropped,
-        fixed_spec=mm.rhs.model_spec,
-        response_name=response,
+        fixed_spec=BoundSpec(mm.rhs.model_spec),
+        response_name=mf.response,
     )
 
 
-def _check_values(sub: pd.DataFrame, mf: ModelFormula) -> None:
+def _looks_numeric(col: pd.Series) -> bool:
+    values = col.dropna().head(100)
+    return len(values) > 0 and pd.to_numeric(values, errors="coerce").notna().all()
+
+
+def _check_finite(M: np.ndarray, names: list[str], what: str, rows: pd.Index) -> None:
+    """Name the first column of ``M`` with NaN or infinite values, with counts."""
+    bad = ~np.isfinite(M)
+    if not bad.any():
+        return
+    j = int(np.argmax(bad.any(axis=0)))
+    col = M[:, j]
+    nan, inf = int(np.isnan(col).sum()), int(np.isinf(col).sum())
+    parts = []
+    if inf:
+        parts.append(f"{inf} infinite value{'s' if inf > 1 else ''}")
+    if nan:
+        parts.append(
+            f"{nan} NaN value{'s' if nan > 1 else ''} after evaluation (e.g. the log or square "
+            "root of a negative number)"
+        )
+    row = rows[int(np.argmax(bad[:, j]))]
+    row = row.item() if isinstance(row, np.generic) else row
+    raise DataError(f"{what} '{names[j]}' has {' and '.join(parts)}, the first in row {row!r}")
+
+
+def _kind(v) -> str:
+    if isinstance(v, bool | np.bool_):
+        return "bool"
+    if isinstance(v, numbers.Real):
+        return "number"
+    return type(v).__name__
+
+
+def _check_values(sub: pd.DataFrame) -> pd.DataFrame:
+    """Refuse object columns that mix value types; make object columns of numbers numeric."""
+    out = sub
     for c in sub.columns:
         col = sub[c]
-        if col.dtype == object:
-            kinds = {type(v) for v in col.dropna().head(10000)}
-            if len(kinds) > 1 and not kinds <= {int, float}:
-                names = ", ".join(sorted(k.__name__ for k in kinds))
-                raise DataError(f"column '{c}' mixes value types ({names}); convert it first")
+        if col.dtype != object:
+            continue
+        values = col.dropna()
+        kinds = values.map(_kind)
+        counts = kinds.value_counts()
+        if len(counts) > 1:
+            rare = counts.index[-1]
+            row = kinds.index[kinds.to_numpy() == rare][0]
+            summary = ", ".join(f"{n} {k}" for k, n in counts.items())
+            raise DataError(
+                f"column '{c}' mixes value types ({summary}), e.g. {values[row]!r} in row "
+                f"{row}; convert it to one type first"
+            )
+        if len(counts) == 1 and counts.index[0] == "number":
+            if out is sub:
+                out = sub.copy()
+            out[c] = pd.to_numeric(col)
+    return out
 
 
 def _drop_aliased(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
-    """Drop columns of X that are linear combinations of earlier ones (lme4's rank check)."""
-    import scipy.linalg
-
-    if X.shape[1] == 0:
+    """Drop columns of X that are linear combinations of earlier ones, keeping the earlier
+    ones (lme4's rank check, LINPACK's limited pivoting: a column is aliased when what is
+    left of it after projecting out the kept columns before it is below 1e-7 of its norm)."""
+    n, p = X.shape
+    if p == 0:
         return X, names, []
-    _, R, piv = scipy.linalg.qr(X, mode="economic", pivoting=True)
-    d = np.abs(np.diag(R))
-    tol = 1e-7 * d[0] if d[0] > 0 else 1e-7
-    rank = int((d > tol).sum())
-    if rank == X.shape[1]:
+    Q = np.empty((n, 0))
+    keep: list[int] = []
+    for j in range(p):
+        v = X[:, j]
+        norm = np.linalg.norm(v)
+        r = v - Q @ (Q.T @ v)
+        r = r - Q @ (Q.T @ r)  # twice is enough (Kahan-Parlett)
+        rn = np.linalg.norm(r)
+        if norm == 0 or rn <= 1e-7 * norm:
+            continue
+        keep.append(j)
+        Q = np.column_stack([Q, r / rn])
+    if len(keep) == p:
         return X, names, []
-    keep = np.sort(piv[:rank])
-    dropped = [names[i] for i in range(X.shape[1]) if i not in set(keep)]
-    if rank == 0:
+    if not keep:
         raise DataError("the fixed-effects matrix is all zeros")
+    dropped = [names[j] for j in range(p) if j not in set(keep)]
     warnings.warn(
         f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
         f"column{'s' if len(dropped) > 1 else ''}: {', '.join(dropped)}",
         stacklevel=3,
     )
-    return X[:, keep], [names[i] for i in keep], dropped
+    return X[:, keep], [names[j] for j in keep], dropped
+
+
+def _label(value) -> str:
+    """A level's label: ``str``, but ``"3"`` for the float 3.0 (a column of integers read
+    with missing values is float), so that labels match whatever the dtype."""
+    if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _group_codes(sub: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
@@ -283,7 +379,7 @@ def _group_codes(sub: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarra
     joined with ':' as lme4 does."""
     if len(factors) == 1:
         codes, uniques = pd.factorize(sub[factors[0]], sort=True)
-        return codes.astype(np.intp), pd.Index([str(u) for u in uniques], dtype=object)
+        return codes.astype(np.intp), pd.Index([_label(u) for u in uniques], dtype=object)
     parts = [pd.factorize(sub[f], sort=True) for f in factors]
     mult = 1
     combined = np.zeros(len(sub), dtype=np.int64)
@@ -295,18 +391,18 @@ def _group_codes(sub: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarra
     for u in uniq:
         rem, pieces = int(u), []
         for _, uniques in reversed(parts):
-            pieces.append(str(uniques[rem % len(uniques)]))
+            pieces.append(_label(uniques[rem % len(uniques)]))
             rem //= len(uniques)
         labels.append(":".join(reversed(pieces)))
     return codes.astype(np.intp), pd.Index(labels, dtype=object)
 
 
-def _reterm(rt: RandomTerm, sub: pd.DataFrame, mf: ModelFormula) -> ReTerm:
+def _reterm(rt: RandomTerm, sub: pd.DataFrame, mf: ModelFormula, rows: pd.Index) -> ReTerm:
     from formulaic import model_matrix
 
     codes, levels = _group_codes(sub, rt.factors)
     try:
-        Z = model_matrix(rt.expr, sub, na_action="raise")
+        Z = model_matrix(rt.expr, sub, context=eval_context(), na_action="ignore")
     except Exception as e:  # noqa: BLE001
         raise FormulaError(
             f"cannot build the random-effects matrix of the term {rt}: {_first_line(e)}", mf.text
@@ -315,6 +411,7 @@ def _reterm(rt: RandomTerm, sub: pd.DataFrame, mf: ModelFormula) -> ReTerm:
     Zm = np.ascontiguousarray(np.asarray(Z, dtype=float))
     if Zm.shape[1] == 0:
         raise FormulaError(f"the random-effects term {rt} has no columns", mf.text)
-    if not np.isfinite(Zm).all():
-        raise DataError(f"the random-effects term {rt} has infinite values")
-    return ReTerm(term=rt, levels=levels, codes=codes, Z=Zm, names=names, spec=Z.model_spec)
+    _check_finite(Zm, names, f"in the random-effects term {rt}, the column", rows)
+    return ReTerm(
+        term=rt, levels=levels, codes=codes, Z=Zm, names=names, spec=BoundSpec(Z.model_spec)
+    )
