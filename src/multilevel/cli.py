@@ -11,8 +11,29 @@ import warnings
 from .errors import MultilevelError
 
 
+def _csv_separator(path: str) -> str:
+    """',' unless the header line has no comma but a semicolon or a tab (or a .tsv name)."""
+    import gzip
+
+    lower = path.lower()
+    if lower.endswith((".tsv", ".tab", ".tsv.gz")):
+        return "\t"
+    opener = gzip.open if lower.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+            header = f.readline()
+    except (OSError, EOFError):
+        return ","  # pandas reports the problem
+    if "," not in header:
+        for sep in (";", "\t"):
+            if sep in header:
+                return sep
+    return ","
+
+
 def read_data(path: str):
-    """A CSV or Parquet file, or the name of a bundled dataset."""
+    """A CSV or Parquet file, or the name of a bundled dataset. Raises
+    :class:`~multilevel.errors.DataError` saying what is wrong with the file."""
     import pandas as pd
 
     from . import datasets
@@ -32,16 +53,39 @@ def read_data(path: str):
         if lower.endswith((".parquet", ".pq")):
             df = pd.read_parquet(path)
         else:
-            df = pd.read_csv(path)
+            sep = _csv_separator(path)
+            df = pd.read_csv(path, sep=sep, skipinitialspace=True)
+            header = pd.read_csv(path, sep=sep, header=None, nrows=1, skipinitialspace=True)
+            names = [str(v).strip() for v in header.iloc[0]]
+            dup = sorted({c for c in names if names.count(c) > 1})
+            if dup:
+                raise DataError(
+                    f"the column '{dup[0]}' appears {names.count(dup[0])} times in the header "
+                    f"of '{path}'; rename the copies"
+                )
+            df.columns = [str(c).strip() for c in df.columns]
     except pd.errors.EmptyDataError:
         raise DataError(f"'{path}' is empty") from None
     except pd.errors.ParserError as e:
-        raise DataError(f"cannot read '{path}' as CSV: {str(e).strip()}") from None
-    except (UnicodeDecodeError, OSError, ValueError) as e:
-        raise DataError(f"cannot read '{path}': {e}") from None
+        raise DataError(f"cannot read '{path}' as CSV: {_one_line(e)}") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"cannot read '{path}': it is not UTF-8 text ({e.reason})") from None
+    except ImportError as e:
+        raise DataError(f"cannot read '{path}': {_one_line(e)}") from None
+    except (OSError, EOFError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"cannot read '{path}': {_one_line(e)}") from None
+    if df.shape[1] == 0:
+        raise DataError(f"'{path}' has no columns")
     if df.shape[0] == 0:
         raise DataError(f"'{path}' has a header but no rows")
     return df, os.path.basename(path)
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
 
 
 def _cmd_fit(args) -> int:
@@ -95,10 +139,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except MultilevelError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e.one_line()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug, not bad input: still no traceback
+        if os.environ.get("MULTILEVEL_DEBUG"):
+            raise
+        print(
+            f"error: internal error ({type(e).__name__}: {_one_line(e)}); please report it "
+            "(MULTILEVEL_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":
