@@ -54,3 +54,34 @@ def test_true_boundary_optimum_is_kept():
     m = multilevel.fit("Yield ~ 1 + (1 | Batch)", data)
     assert m.theta[0] == 0.0
     assert m.singular and m.converged
+
+
+def test_gradient_and_newton_decrement_on_a_quadratic():
+    from multilevel.optimize import newton_decrement, projected_gradient
+
+    A = np.array([[2.0, 0.5], [0.5, 1.0]])
+    xstar = np.array([1.0, -0.5])
+
+    def f(x):
+        d = x - xstar
+        return float(d @ A @ d)
+
+    x = xstar + np.array([0.01, -0.02])
+    lower = np.array([0.0, -np.inf])
+    g = projected_gradient(f, x, lower)
+    np.testing.assert_allclose(g, 2 * A @ (x - xstar), rtol=1e-6)
+    # f is quadratic: a Newton step reaches the minimum, so the decrement is f(x) - f(x*)
+    assert newton_decrement(f, x, g, lower) == pytest.approx(f(x), rel=1e-5)
+    # at a bound, a derivative pointing out of the feasible set does not count
+    xb = np.array([0.0, -0.5])
+    gb = projected_gradient(lambda x: f(x) - 10 * x[0], xb, lower)
+    assert gb[0] <= 0.0
+
+
+def test_a_fit_stopped_early_is_reported_as_not_converged(monkeypatch):
+    import multilevel.optimize as opt
+
+    monkeypatch.setattr(opt, "MAXEVAL", 4)
+    m = multilevel.fit("Reaction ~ Days + (Days | Subject)", multilevel.datasets.load("sleepstudy"))
+    assert not m.converged
+    assert "converge" in m.summary()
