@@ -7,7 +7,16 @@
 from . import datasets
 from .api import fit
 from .errors import DataError, FormulaError, MultilevelError
+from .io import load
 from .results import LinearMixedModel
 
-__all__ = ["fit", "datasets", "LinearMixedModel", "MultilevelError", "FormulaError", "DataError"]
+__all__ = [
+    "fit",
+    "load",
+    "datasets",
+    "LinearMixedModel",
+    "MultilevelError",
+    "FormulaError",
+    "DataError",
+]
 __version__ = "0.1.0"

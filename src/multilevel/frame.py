@@ -74,6 +74,7 @@ class ModelFrame:
     dropped_columns: list[str] = field(default_factory=list)
     fixed_spec: object = None  # formulaic ModelSpec for new data
     response_name: str = ""
+    data: pd.DataFrame | None = None  # the rows and columns used, for saving a fit
 
     @property
     def n(self) -> int:
@@ -272,6 +273,7 @@ def build_frame(formula: str, data) -> ModelFrame:
         dropped_columns=dropped,
         fixed_spec=BoundSpec(mm.rhs.model_spec),
         response_name=mf.response,
+        data=sub,
     )
 
 

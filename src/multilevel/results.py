@@ -391,6 +391,13 @@ class LinearMixedModel:
 
         return simulate_responses(self, n=n, seed=seed)
 
+    def save(self, path) -> None:
+        """Write the fit to a file that :func:`multilevel.load` reads (see
+        :mod:`multilevel.io` for the format)."""
+        from .io import save
+
+        save(self, path)
+
     # -- presentation ----------------------------------------------------------------
     def summary(self) -> str:
         from .summary import summary_text
