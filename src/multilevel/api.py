@@ -12,8 +12,6 @@ from .frame import build_frame
 from .optimize import minimize_theta
 from .results import LinearMixedModel
 
-#: Problems whose dense Schur complement is at least this large run BLAS on one thread.
-_SINGLE_THREAD_FROM = 200
 #: From this many random effects (first term) plus Schur-complement rows, an evaluation costs
 #: more than the optimiser's own work, and the optimiser that needs fewer evaluations wins.
 _EXPENSIVE = 1000
@@ -45,14 +43,11 @@ def fit(formula: str, data, *, reml: bool = True, data_name: str | None = None) 
 
 @contextmanager
 def blas_threads_for(dev: ProfiledDeviance):
-    """One BLAS thread for problems with large blocks: a multi-threaded BLAS on 2 cores is
-    slower than one thread when the other core is busy (measured: up to 100x), and our
-    blocks are too small to gain from threads."""
-    cp = dev.cp
-    if dev.m >= _SINGLE_THREAD_FROM or cp.nlevels[0] * cp.k[0] >= 10_000:
-        with _threadpool_controller().limit(limits=1, user_api="blas"):
-            yield
-    else:
+    """One BLAS thread while we fit. Our blocks are too small to gain from threads, and a
+    multi-threaded OpenBLAS on 2 cores is slower than one thread when the other core is
+    busy: measured up to 100x for a Cholesky, and ~600 µs mean for a 2x2 triangular solve
+    that takes 9 µs on one thread. Entering the limit costs ~10 µs."""
+    with _threadpool_controller().limit(limits=1, user_api="blas"):
         yield
 
 
