@@ -134,3 +134,17 @@ def test_coef_is_fixef_plus_ranef():
         m.fixef["(Intercept)"] + re["(Intercept)"].to_numpy(),
         rtol=1e-12,
     )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_summary_shows_the_fit(name):
+    ref, m = reference(name), fitted(name)
+    text = m.summary()
+    crit = "REML criterion at convergence" if ref["reml"] else "logLik"
+    assert crit in text
+    assert f"Number of obs: {ref['nobs']}" in text
+    for k in m.fixef.index:
+        assert k in text
+    assert "Residual" in text
+    if len(m.fixef) > 1:
+        assert "Correlation of Fixed Effects" in text

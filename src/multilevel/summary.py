@@ -13,6 +13,7 @@ def _fmt(x: float, digits: int = 4) -> str:
 
 
 def _table(rows: list[list[str]], header: list[str], align_left: int = 1) -> list[str]:
+    rows = [list(r) + [""] * (len(header) - len(r)) for r in rows]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     out = []
     for r in [header, *rows]:
@@ -25,8 +26,22 @@ def _table(rows: list[list[str]], header: list[str], align_left: int = 1) -> lis
 
 
 def _abbrev(name: str, width: int = 6) -> str:
-    name = name.replace("(Intercept)", "(Intr)")
-    return name if len(name) <= width else name[:width]
+    """Short column label, as R's abbreviate(): drop lower-case vowels from the right."""
+    name = name.replace("(Intercept)", "(Intr)").replace("[T.", "").replace("]", "")
+    chars = list(name)
+    i = len(chars) - 1
+    while len(chars) > width and i > 0:
+        if chars[i] in "aeiou":
+            del chars[i]
+        i -= 1
+    return "".join(chars)[:width]
+
+
+def _labels(names: list[str], width: int) -> list[str]:
+    out = [_abbrev(n, width) for n in names]
+    if len(set(out)) < len(out):
+        out = [f"{i + 1}:{a}"[:width] for i, a in enumerate(out)]
+    return out
 
 
 def summary_text(fit) -> str:
@@ -104,8 +119,8 @@ def summary_text(fit) -> str:
         names = list(fe.index)
         rows = []
         for i in range(1, len(names)):
-            rows.append([_abbrev(names[i], 12)] + [f"{C[i, j]:.3f}" for j in range(i)])
-        lines.extend(_table(rows, [""] + [_abbrev(n) for n in names[:-1]]))
+            rows.append([names[i]] + [f"{C[i, j]:.3f}" for j in range(i)])
+        lines.extend(_table(rows, [""] + _labels(names[:-1], 6)))
     notes = []
     if fit.dropped_columns:
         notes.append(
