@@ -404,7 +404,7 @@ def _bar_term(term: str, formula: str, pos: int) -> tuple[str, bool, str, int] |
             f"no grouping factor after '{'|' * width}' in the random-effects term '{term}': "
             "write e.g. '(1 | g)'",
             formula,
-            pos + 1 + at + width,
+            pos + 1 + at + width + len(group),
         )
     return expr, width == 2, group, pos + 1 + at + width
 
@@ -573,8 +573,9 @@ def check_expression(expr: str, formula: str | None = None) -> None:
         elif isinstance(node, ast.BinOp):
             if isinstance(node.op, ast.BitXor):
                 refuse(
-                    f"'^' in '{ast.unparse(node)}' is Python's bitwise xor inside I(...) and "
-                    f"functions; write '**' for a power, e.g. 'I(x**2)'",
+                    f"'^' in '{ast.unparse(node)}' is not allowed in a formula: inside I(...) "
+                    "and functions it is Python's bitwise xor; write '**' for a power, e.g. "
+                    "'I(x**2)'",
                     "^",
                 )
             if not isinstance(node.op, _ALLOWED_BINOPS):
