@@ -193,10 +193,14 @@ def build_frame(formula: str, data) -> ModelFrame:
     used = _names_used(parse_factors(mf.fixed_formula, mf.text))
     for rt in mf.random:
         used |= _names_used(parse_factors(rt.expr, mf.text))
+    predictors = used - response_used
+    for rt in mf.random:
         used |= set(rt.factors)
     _check_columns(used, df, mf.text)
     columns = [c for c in df.columns if c in used]
     sub = _check_values(df[columns])
+    for name in sorted(predictors):
+        _check_numbers_as_text(sub[name], name)
     for name in sorted(response_used):
         col = sub[name]
         if col.dtype == bool:
@@ -334,6 +338,31 @@ def _check_values(sub: pd.DataFrame) -> pd.DataFrame:
                 out = sub.copy()
             out[c] = pd.to_numeric(col)
     return out
+
+
+def _check_numbers_as_text(col: pd.Series, name: str) -> None:
+    """A text column of predictor values that are nearly all numbers ('1.5', '2.3', 'oops')
+    is a numeric column with a typo, not a factor with a level per value: refuse it.
+    (A ``category`` column is taken as an intended factor.)"""
+    if isinstance(col.dtype, pd.CategoricalDtype) or not (
+        pd.api.types.is_string_dtype(col) or col.dtype == object
+    ):
+        return
+    values = col.dropna()
+    if values.empty:
+        return
+    numeric = pd.to_numeric(values.astype(str).str.strip(), errors="coerce").notna()
+    n_text = int((~numeric).sum())
+    if n_text == 0 or numeric.mean() < 0.9:
+        return
+    first = values.index[~numeric.to_numpy()][0]
+    first = first.item() if isinstance(first, np.generic) else first
+    raise DataError(
+        f"column '{name}' holds numbers as text, and {n_text} value"
+        f"{'s' if n_text > 1 else ''} that {'are' if n_text > 1 else 'is'} not a number "
+        f"(e.g. {values[first]!r} in row {first!r}); fix or remove "
+        f"{'them' if n_text > 1 else 'it'}, or make the column categorical if it is a factor"
+    )
 
 
 def _drop_aliased(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
