@@ -1,0 +1,314 @@
+"""The formula grammar (lme4's bar terms) and the allow-list that keeps formulas from running
+code. Parsing only: nothing here fits a model, except the checks that refused formulas never
+reach evaluation."""
+
+import os
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import multilevel
+from multilevel.errors import FormulaError, MultilevelError
+from multilevel.formula import (
+    RandomTerm,
+    check_expression,
+    check_formula_expressions,
+    parse_formula,
+)
+
+
+def blocks(formula: str) -> list[tuple[str, str, bool]]:
+    return [(rt.expr, rt.group, rt.correlated) for rt in parse_formula(formula).random]
+
+
+# -- the grammar -------------------------------------------------------------------------
+
+
+def test_intercept_bar():
+    mf = parse_formula("y ~ x + (1 | g)")
+    assert mf.response == "y"
+    assert mf.fixed == "x"
+    assert mf.random == (RandomTerm("1", ("g",), True),)
+    assert mf.fixed_formula == "y ~ x"
+
+
+def test_slope_bar_is_one_correlated_block():
+    assert blocks("y ~ x + (1 + x | g)") == [("1 + x", "g", True)]
+
+
+@pytest.mark.parametrize("formula", ["y ~ (x || g)", "y ~ (1 + x || g)"])
+def test_double_bar_splits_into_uncorrelated_blocks(formula):
+    assert blocks(formula) == [("1", "g", False), ("0 + x", "g", False)]
+
+
+def test_double_bar_without_intercept():
+    assert blocks("y ~ (0 + x + z || g)") == [("0 + x", "g", False), ("0 + z", "g", False)]
+
+
+def test_double_bar_keeps_backticked_names_and_expressions():
+    got = blocks("y ~ (1 + `a b` + I(x**2) + {x + 1} + x:z || g)")
+    assert got == [
+        ("1", "g", False),
+        ("0 + `a b`", "g", False),
+        ("0 + {I(x ** 2)}", "g", False),
+        ("0 + {x + 1}", "g", False),
+        ("0 + x:z", "g", False),
+    ]
+
+
+def test_nesting_slash_gives_lme4_names():
+    mf = parse_formula("y ~ (1 | a/b)")
+    assert [rt.factors for rt in mf.random] == [("a",), ("b", "a")]
+    assert [rt.group for rt in mf.random] == ["a", "b:a"]
+    assert str(mf.random[1]) == "(1 | b:a)"
+
+
+def test_three_level_nesting():
+    mf = parse_formula("y ~ (1 | a/b/c)")
+    assert [rt.group for rt in mf.random] == ["a", "b:a", "c:b:a"]
+
+
+def test_interaction_grouping_factor():
+    mf = parse_formula("y ~ (1 | a:b)")
+    assert [rt.factors for rt in mf.random] == [("a", "b")]
+    assert mf.random[0].group == "a:b"
+
+
+def test_double_bar_with_nesting():
+    assert blocks("y ~ (x || a/b)") == [
+        ("1", "a", False),
+        ("0 + x", "a", False),
+        ("1", "b:a", False),
+        ("0 + x", "b:a", False),
+    ]
+
+
+def test_crossed_factors():
+    assert blocks("y ~ (1|g1) + (1|g2)") == [("1", "g1", True), ("1", "g2", True)]
+
+
+def test_several_terms_on_one_factor():
+    assert blocks("y ~ x + (1 | g) + (0 + x | g)") == [("1", "g", True), ("0 + x", "g", True)]
+
+
+def test_zero_inside_a_bar():
+    assert blocks("y ~ (0 + x | g)") == [("0 + x", "g", True)]
+
+
+@pytest.mark.parametrize(
+    "formula, fixed",
+    [
+        ("y ~ x - 1 + (1|g)", "x - 1"),
+        ("y ~ 0 + x + (1|g)", "0 + x"),
+        ("y ~ -1 + x + (1|g)", "x - 1"),
+        ("y ~ (1|g)", "1"),
+        ("y ~ (1|g) + x*z", "x*z"),
+        ("y ~ x:z + (1|g)", "x:z"),
+        ("y ~ x + (1|g) + C(h)", "x + C(h)"),
+        ("y ~ log(x) + I(x**2) + (1|g)", "log(x) + I(x**2)"),
+        ("y ~ x + ((1 | g))", "x"),
+    ],
+)
+def test_fixed_part(formula, fixed):
+    assert parse_formula(formula).fixed == fixed
+
+
+def test_backticked_grouping_factor():
+    assert parse_formula("y ~ (1 | `my group`)").random[0].factors == ("my group",)
+
+
+def test_response_expression():
+    assert parse_formula("log(y) ~ x + (1 | g)").response == "log(y)"
+
+
+# -- syntax errors name the problem and show where ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "formula, words, position",
+    [
+        ("y ~ (x + (1|g)", "never closed", 4),
+        ("y ~ x + (1|g))", "unexpected ')'", 13),
+        ("y ~ x + ( | g)", "nothing on the left of '|'", 8),
+        ("y ~ x + ( || g)", "nothing on the left of '||'", 8),
+        ("y ~ x + (1 | )", "no grouping factor after '|'", 13),
+        ("y ~ x + (x || )", "no grouping factor after '||'", 14),
+        ("y ~", "nothing on the right of '~'", 3),
+        ("y ~ x +", "ends with the operator '+'", 6),
+        ("y x", "exactly one '~'", 3),
+        ("y ~ x ~ z", "exactly one '~'", 6),
+        ("~ x + (1|g)", "no response", 0),
+        ("y ~ x || g", "'|' must be inside a random-effects term", 6),
+        ("y ~ x + 1 | g", "'|' must be inside a random-effects term", 10),
+        ("y ~ (1 ||| g)", "'|||'", 7),
+        ("y ~ (1 | g | h)", "more than one '|'", 11),
+        ("y ~ (1 | g/)", "grouping-factor name is missing", 11),
+        ("y ~ (1 | g h)", "two grouping-factor names in a row", 11),
+        ("y ~ (1 | log(g))", "must be a column name", 9),
+        ("y ~ ((1 | g) | h)", "cannot contain another", 8),
+        ("(1 | g) ~ x", "response", 3),
+        ("y ~ x + ()", "empty parentheses", 8),
+        ("y ~ x - (1 | g)", "cannot be removed", 8),
+    ],
+)
+def test_syntax_errors_say_what_and_where(formula, words, position):
+    with pytest.raises(FormulaError) as info:
+        parse_formula(formula)
+    err = info.value
+    assert words in str(err)
+    assert err.position == position
+    # the message shows the formula with a caret under the position
+    lines = str(err).splitlines()
+    assert lines[-2].strip() == formula.strip()
+    assert lines[-1].index("^") - 2 == position
+    # and the one-line form says the column
+    assert f"column {position + 1}" in err.one_line()
+    assert "\n" not in err.one_line()
+
+
+@pytest.mark.parametrize("bad", [None, 5, "", "   "])
+def test_empty_or_non_string_formula(bad):
+    with pytest.raises(FormulaError, match="empty|must be a string"):
+        parse_formula(bad)
+
+
+def test_formula_errors_are_multilevel_errors():
+    assert issubclass(FormulaError, MultilevelError)
+    assert issubclass(FormulaError, ValueError)
+
+
+# -- the allow-list ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "y ~ log(x) + (1 | g)",
+        "y ~ I(x**2) + (1 | g)",
+        "y ~ C(g) + (1 | h)",
+        "y ~ scale(x) + center(x) + (1 | g)",
+        "y ~ poly(x, 2) + (1 | g)",
+        "y ~ C(h, Treatment('b')) + C(h, contr.sum) + (1 | g)",
+        "y ~ sqrt(x) + abs(x) + exp(x) + log1p(x) + (1 | g)",
+        "log(y) ~ x + (1 + log(x) | g)",
+        "y ~ I(x > 0) + I(-x / 2) + I(x**-1) + (1 | g)",
+        "y ~ poly(x, degree=2, raw=True) + (1 | g)",
+        "y ~ x + (1 + I(x**2) || g)",
+    ],
+)
+def test_allowed_expressions_parse(formula):
+    parse_formula(formula)
+
+
+@pytest.mark.parametrize(
+    "formula, named",
+    [
+        ('y ~ x + {__import__("os").system("echo hi")}', "__import__"),
+        ("y ~ __import__('os').system('x')", "__import__"),
+        ("y ~ np.log(x)", "np.log"),
+        ("y ~ x.__class__", "__class__"),
+        ("y ~ (lambda: 1)()", "lambda"),
+        ("y ~ [x][0]", "["),
+        ("y ~ I(open('f'))", "open"),
+        ("y ~ {eval('1')}", "eval"),
+        ("y ~ getattr(x, 'y')", "getattr"),
+        ("y ~ I(x if x else x)", "if"),
+        ("y ~ {x; y}", ";"),
+        ("y ~ {(x := 1)}", ":="),
+        ("y ~ I('a' * 10)", "'a'"),
+        ("y ~ I(9**9**9)", "9 ** 9 ** 9"),
+        ("y ~ I(x^2)", "'**'"),
+        ("y ~ log(x)(x)", "log(x)"),
+        ("y ~ I(f'{x}')", "JoinedStr"),
+        ("y ~ I(x and x)", "and"),
+        ("y ~ I({1: x})", "Dict"),
+        ("y ~ C(g, **opts)", "**"),
+        ("y ~ I(b'x')", "b'x'"),
+        ("y ~ I(x.real)", "x.real"),
+    ],
+)
+@pytest.mark.parametrize("where", ["fixed", "bar", "double bar", "response"])
+def test_refused_expressions_name_what_is_refused(formula, named, where):
+    rhs = formula.split("~", 1)[1].strip()
+    text = {
+        "fixed": f"y ~ {rhs} + (1 | g)",
+        "bar": f"y ~ x + (1 + {rhs} | g)",
+        "double bar": f"y ~ x + (1 + {rhs} || g)",
+        "response": f"{rhs} ~ x + (1 | g)",
+    }[where]
+    with pytest.raises(FormulaError) as info:
+        parse_formula(text)
+    assert named in str(info.value)
+    assert "not allowed" in str(info.value) or "allowed only" in str(info.value)
+
+
+def test_refused_grouping_factor_expression():
+    with pytest.raises(FormulaError, match="__import__"):
+        parse_formula('y ~ x + (1 | {__import__("os").system("x")})')
+
+
+CODE_RUNNING_FORMULAS = [
+    "y ~ x + {__import__('os').system('touch MARKER')} + (1 | g)",
+    "y ~ __import__('os').system('touch MARKER') + (1 | g)",
+    "y ~ x + I(__import__('os').system('touch MARKER')) + (1 | g)",
+    "y ~ x + (1 + {__import__('os').system('touch MARKER')} | g)",
+    "y ~ x + (1 + {__import__('os').system('touch MARKER')} || g)",
+    "y ~ x + (1 | {__import__('os').system('touch MARKER')})",
+    "y ~ x + log(x) + {exec(\"import os; os.system('touch MARKER')\")} + (1 | g)",
+    "{__import__('os').system('touch MARKER')} ~ x + (1 | g)",
+    "__import__('os').system('touch MARKER') ~ x + (1 | g)",
+    "y ~ x + {x.__class__.__base__.__subclasses__()} + (1 | g)",
+]
+
+
+@pytest.mark.parametrize("formula", CODE_RUNNING_FORMULAS)
+def test_formula_never_runs_code(tmp_path, formula):
+    """The refused formula is refused before formulaic evaluates anything: the file the
+    expression would create does not exist afterwards, through parse and through fit."""
+    marker = tmp_path / f"pwned-{uuid.uuid4().hex}"
+    formula = formula.replace("MARKER", str(marker))
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(
+        {"y": rng.normal(size=30), "x": rng.normal(size=30), "g": np.repeat(list("abc"), 10)}
+    )
+    with pytest.raises(FormulaError):
+        parse_formula(formula)
+    with pytest.raises(MultilevelError):
+        multilevel.fit(formula, df)
+    assert not marker.exists()
+    assert not os.path.exists(str(marker))
+
+
+def test_the_same_code_would_run_without_the_check(tmp_path):
+    """Guards the test above: formulaic itself does run such an expression."""
+    from formulaic import model_matrix
+
+    marker = tmp_path / "ran"
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
+    model_matrix(f"x + {{__import__('os').system('touch {marker}')}}", df)
+    assert marker.exists()
+
+
+def test_check_expression_directly():
+    check_expression("log(x + 1) * 2")
+    check_expression("C(g, contr.treatment)")
+    with pytest.raises(FormulaError, match="function 'os.system'"):
+        check_expression("os.system('x')")
+    with pytest.raises(FormulaError, match="name '__builtins__'"):
+        check_expression("__builtins__")
+    with pytest.raises(FormulaError, match="not a valid expression"):
+        check_expression("x +")
+
+
+def test_check_formula_expressions_checks_both_sides():
+    with pytest.raises(FormulaError, match="np.exp"):
+        check_formula_expressions("np.exp(y) ~ x")
+    with pytest.raises(FormulaError, match="np.exp"):
+        check_formula_expressions("y ~ np.exp(x)")
+
+
+def test_strings_inside_quotes_are_not_scanned():
+    # keywords and dunders inside a string argument or a backticked name are data, not code
+    parse_formula("y ~ C(h, Treatment('lambda')) + `__odd name__` + (1 | g)")
