@@ -91,10 +91,25 @@ class CrossProducts:
     zw: list[np.ndarray]
     ww: np.ndarray
     std: Standardization
+    z_scale: list[np.ndarray]  # per term (k,): the blocks hold Z_i D_i⁻¹ (see z_scales)
 
     @property
     def q(self) -> list[int]:
         return [lv * k for lv, k in zip(self.nlevels, self.k, strict=True)]
+
+
+#: a Z column whose root mean square lies outside this range enters the blocks scaled to 1
+Z_SCALE_RANGE = (1e-2, 1e2)
+
+
+def z_scales(Z: np.ndarray) -> np.ndarray:
+    """(k,) column scales D for a term's Z: its root mean square where that is far from 1,
+    else 1. A random slope on a predictor at 1e6 would otherwise put θ near 1e-6, where
+    the optimiser's steps (O(1) from Λ = I) and the boundary test lose it. The blocks hold
+    Z D⁻¹, the deviance works with Λ_s = D Λ, and the results map back: Λ = D⁻¹ Λ_s."""
+    rms = np.sqrt((Z * Z).mean(axis=0))
+    lo, hi = Z_SCALE_RANGE
+    return np.where((rms > 0) & np.isfinite(rms) & ((rms < lo) | (rms > hi)), rms, 1.0)
 
 
 def _level_sums(codes: np.ndarray, weights: np.ndarray, nlevels: int) -> np.ndarray:
@@ -107,9 +122,11 @@ def crossproducts(frame: ModelFrame) -> CrossProducts:
     Xs, ys = std.transform(frame.X, frame.y)
     W = np.column_stack([Xs, ys])
     terms = frame.reterms
+    scales = [z_scales(t.Z) for t in terms]
+    Zs = [t.Z if np.all(d == 1.0) else t.Z / d for t, d in zip(terms, scales, strict=True)]
     diag, zw = [], []
-    for t in terms:
-        k, nl, Z, codes = t.k, t.nlevels, t.Z, t.codes
+    for t, Z in zip(terms, Zs, strict=True):
+        k, nl, codes = t.k, t.nlevels, t.codes
         D = np.empty((nl, k, k))
         for a in range(k):
             for b in range(a + 1):
@@ -130,7 +147,7 @@ def crossproducts(frame: ModelFrame) -> CrossProducts:
             cols = np.repeat(ti.codes * ti.k, tj.k * ti.k) + np.tile(
                 np.tile(np.arange(ti.k), tj.k), len(ti.codes)
             )
-            vals = (tj.Z[:, :, None] * ti.Z[:, None, :]).ravel()
+            vals = (Zs[j][:, :, None] * Zs[i][:, None, :]).ravel()
             m = sp.coo_matrix(
                 (vals, (rows, cols)), shape=(tj.nlevels * tj.k, ti.nlevels * ti.k)
             ).tocsr()
@@ -146,6 +163,7 @@ def crossproducts(frame: ModelFrame) -> CrossProducts:
         zw=zw,
         ww=W.T @ W,
         std=std,
+        z_scale=scales,
     )
 
 
@@ -155,11 +173,11 @@ def with_response(cp: CrossProducts, frame: ModelFrame, y: np.ndarray) -> CrossP
     std = cp.std
     Xs, y = std.transform(frame.X, np.asarray(y, dtype=float))
     zw = []
-    for t, old in zip(frame.reterms, cp.zw, strict=True):
+    for t, old, d in zip(frame.reterms, cp.zw, cp.z_scale, strict=True):
         new = old.copy()
         zy = np.empty((t.nlevels, t.k))
         for a in range(t.k):
-            zy[:, a] = _level_sums(t.codes, t.Z[:, a] * y, t.nlevels)
+            zy[:, a] = _level_sums(t.codes, t.Z[:, a] * (y / d[a]), t.nlevels)
         new[:, -1] = zy.reshape(-1)
         zw.append(new)
     ww = cp.ww.copy()

@@ -46,7 +46,7 @@ def save(fit, path: str | Path) -> None:
         "reml": bool(fit.reml),
         "data_name": fit.data_name,
         "n_dropped": int(fit.n_dropped),
-        "theta": [float(v) for v in fit.theta],
+        "theta": [float(v) for v in fit.optim.theta],
         "objective": float(fit.objective),
         "optimizer": {
             "converged": bool(fit.converged),

@@ -37,6 +37,14 @@ class _Term:
     lam: np.ndarray
     modes: np.ndarray  # (l, k)
     condvar: np.ndarray  # (l, k, k), includes σ²
+    lam_s: np.ndarray  # Λ for the scaled columns Z D⁻¹ (blocks.z_scales): scale-free
+
+
+def _theta_on_data_scale(fac: Factorization, layout, z_scale) -> np.ndarray:
+    """θ for Λ = D⁻¹ Λ_s, in the layout's order (element (row, col) scaled by 1/d_row)."""
+    return np.array(
+        [fac.theta[i] / z_scale[layout.term[i]][layout.row[i]] for i in range(layout.size)]
+    )
 
 
 class LinearMixedModel:
@@ -63,7 +71,9 @@ class LinearMixedModel:
         self.reml = reml
         self.data_name = data_name
         self.formula = frame.formula.text
-        self.theta = fac.theta
+        #: θ on the data's scale, as lme4 reports it (the deviance works with θ for Z D⁻¹;
+        #: ``fit.optim.theta`` is that one, for ``fit._deviance``)
+        self.theta = _theta_on_data_scale(fac, deviance.layout, cp.z_scale)
         self.objective = float(fac.objective)
         self.nobs = cp.n
         self.n_dropped = frame.n_dropped
@@ -144,8 +154,13 @@ class LinearMixedModel:
         terms.append((b1, sig2 * lams[0] @ Minv1 @ lams[0].T))
         terms.extend(rest_blocks)
         out = []
-        for rt, lam, (b, cv) in zip(frame.reterms, lams, terms, strict=True):
-            out.append(_Term(rt.group, rt.names, rt.levels, lam, b, cv))
+        for rt, lam, (b, cv), d in zip(frame.reterms, lams, terms, cp.z_scale, strict=True):
+            # back from Z D⁻¹ to Z: b = D⁻¹ b_s, Λ = D⁻¹ Λ_s, Var(b) = D⁻¹ Var(b_s) D⁻¹
+            out.append(
+                _Term(
+                    rt.group, rt.names, rt.levels, lam / d[:, None], b / d, cv / np.outer(d, d), lam
+                )
+            )
         return out
 
     def _first_term_correction(self, fac, dev: ProfiledDeviance, Linv) -> np.ndarray:
@@ -173,28 +188,34 @@ class LinearMixedModel:
         return out
 
     def _singular_messages(self) -> list[str]:
+        """Boundary terms, judged on the scale-free Λ_s (θ relative to σ, Z columns of unit
+        size): a row of Λ_s at 0 is a zero variance; otherwise a diagonal element at 0 is
+        a correlation at ±1 (or, with 3+ effects, a rank-deficient covariance)."""
         msgs = []
         for t, vc in zip(self._terms, self._varcov_matrices(), strict=True):
-            sd = np.sqrt(np.maximum(np.diag(vc), 0))
-            lam_diag = np.abs(np.diag(t.lam))
+            row_norm = np.sqrt((t.lam_s**2).sum(axis=1))
+            zero = row_norm < BOUNDARY
             for a, name in enumerate(t.names):
-                if sd[a] <= BOUNDARY * self.sigma:
+                if zero[a]:
                     msgs.append(f"the variance of '{name}' in {t.group} is estimated as zero")
-            if len(t.names) > 1 and not any(sd <= BOUNDARY * self.sigma):
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    cor = vc / np.outer(sd, sd)
-                for a in range(len(t.names)):
-                    for b in range(a):
-                        if abs(cor[a, b]) > 1 - 1e-6:
-                            msgs.append(
-                                f"the correlation of '{t.names[b]}' and '{t.names[a]}' in "
-                                f"{t.group} is estimated as {cor[a, b]:+.0f}"
-                            )
-                if not msgs and (lam_diag < BOUNDARY).any():
-                    msgs.append(
-                        f"the covariance matrix of the random effects in {t.group} is "
-                        "singular (rank deficient)"
-                    )
+            if zero.any() or not (np.abs(np.diag(t.lam_s)) < BOUNDARY).any():
+                continue
+            sd = np.sqrt(np.diag(vc))
+            cor = vc / np.outer(sd, sd)
+            found = False
+            for a in range(len(t.names)):
+                for b in range(a):
+                    if abs(cor[a, b]) > 1 - 1e-6:
+                        found = True
+                        msgs.append(
+                            f"the correlation of '{t.names[b]}' and '{t.names[a]}' in "
+                            f"{t.group} is estimated as {cor[a, b]:+.0f}"
+                        )
+            if not found:
+                msgs.append(
+                    f"the covariance matrix of the random effects in {t.group} is singular "
+                    "(rank deficient)"
+                )
         return msgs
 
     def _varcov_matrices(self) -> list[np.ndarray]:
@@ -242,11 +263,13 @@ class LinearMixedModel:
             else:
                 seen[g] = 0
             sd = np.sqrt(np.maximum(np.diag(vc), 0))
+            zero = np.sqrt((t.lam_s**2).sum(axis=1)) < BOUNDARY  # as in _singular_messages
             for a, name in enumerate(t.names):
                 rows.append((g, name, None, vc[a, a], sd[a]))
             for a in range(len(t.names)):
                 for b in range(a + 1, len(t.names)):
-                    cor = vc[a, b] / (sd[a] * sd[b]) if sd[a] > 0 and sd[b] > 0 else np.nan
+                    defined = sd[a] > 0 and sd[b] > 0 and not (zero[a] or zero[b])
+                    cor = vc[a, b] / (sd[a] * sd[b]) if defined else np.nan
                     rows.append((g, t.names[a], t.names[b], vc[a, b], cor))
         rows.append(("Residual", None, None, self.sigma**2, self.sigma))
         return pd.DataFrame(rows, columns=["group", "term1", "term2", "vcov", "sdcor"])
