@@ -1,6 +1,7 @@
 """Invariances a correct fit must have: row order, level labels, scale of y."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import multilevel
@@ -91,3 +92,29 @@ def test_refit_by_ml_equals_ml_fit(sleep, base):
     re = base.refit(reml=False)
     assert re.method == "ML" and base.method == "REML"
     assert re.objective == pytest.approx(ml.objective, rel=1e-12)
+
+
+def test_random_effects_aliased_with_fixed_effects_are_reported():
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(8), 10)
+    df = pd.DataFrame({"y": rng.normal(size=80) + rng.normal(size=8)[g], "g": g})
+    with pytest.warns(UserWarning, match="aliased"):
+        m = multilevel.fit("y ~ C(g) + (1 | g)", df)
+    assert m.aliased_terms and "aliased" in m.summary()
+    assert multilevel.fit("y ~ 1 + (1 | g)", df).aliased_terms == []
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e6])
+def test_predictors_on_extreme_scales_give_the_same_fit(scale):
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(30), 20)
+    x = rng.normal(size=600)
+    y = x + rng.normal(size=30)[g] + 0.3 * x * rng.normal(size=30)[g] + rng.normal(size=600)
+    base = multilevel.fit("y ~ x + (1 + x | g)", pd.DataFrame({"y": y, "x": x, "g": g}))
+    m = multilevel.fit("y ~ x + (1 + x | g)", pd.DataFrame({"y": y + 1e6, "x": x * scale, "g": g}))
+    assert m.converged and not m.singular
+    np.testing.assert_allclose(m.fixef["x"] * scale, base.fixef["x"], rtol=1e-6)
+    sd = m.varcorr.sdcor.to_numpy() * [1, scale, 1, 1]
+    np.testing.assert_allclose(sd, base.varcorr.sdcor.to_numpy(), rtol=1e-5)
+    # REML's log|X'V⁻¹X| carries the Jacobian of the rescaled column
+    assert m.objective == pytest.approx(base.objective + 2 * np.log(scale), rel=1e-9)

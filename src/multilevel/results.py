@@ -13,6 +13,7 @@ From the factor at the optimum (see :mod:`multilevel.deviance`), with ``L_S`` = 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,28 @@ class _Term:
     modes: np.ndarray  # (l, k)
     condvar: np.ndarray  # (l, k, k), includes σ²
     lam_s: np.ndarray  # Λ for the scaled columns Z D⁻¹ (blocks.z_scales): scale-free
+
+
+def _aliased_terms(cp: CrossProducts, frame: ModelFrame) -> list[str]:
+    """Random-effects terms whose columns lie in the span of X (e.g. ``C(g)`` beside
+    ``(1 | g)``): their variance is not identifiable. From the blocks: the residual of Z_i
+    after projecting on X has trace tr(Z'Z) - ||L⁻¹X'Z||²_F, L = chol(X'X)."""
+    p = cp.p
+    if p == 0:
+        return []
+    L = np.linalg.cholesky(cp.ww[:p, :p])
+    out = []
+    for rt, D, zw in zip(frame.reterms, cp.diag, cp.zw, strict=True):
+        if rt.nlevels * rt.k > p:  # more columns than X has: cannot all lie in its span
+            continue
+        total = float(np.trace(D, axis1=1, axis2=2).sum())
+        explained = float((solve_triangular(L, zw[:, :p].T, lower=True) ** 2).sum())
+        if total - explained <= 1e-9 * total:
+            out.append(
+                f"the random effects of {rt.term} are aliased with the fixed effects (their "
+                "columns lie in the span of X): their variance cannot be estimated"
+            )
+    return out
 
 
 def _theta_on_data_scale(fac: Factorization, layout, z_scale) -> np.ndarray:
@@ -96,6 +119,9 @@ class LinearMixedModel:
         self._terms = self._random_effects(fac, deviance, beta_s)
         self.singular_terms = self._singular_messages()
         self.singular = bool(self.singular_terms)
+        self.aliased_terms = _aliased_terms(cp, frame)
+        for msg in self.aliased_terms:
+            warnings.warn(msg, stacklevel=3)
 
     def refit(self, y=None, *, reml: bool | None = None) -> LinearMixedModel:
         """The same model fitted to a new response ``y`` (n,) and/or by the other criterion

@@ -110,7 +110,12 @@ def summary_text(fit) -> str:
         for name in fe.index
     ]
     lines.extend(_table(rows, ["", "Estimate", "Std. Error", "t value"]))
-    if len(fe) > 1:
+    if len(fe) > 12:
+        lines.append("")
+        lines.append(
+            f"Correlation matrix not shown, as p = {len(fe)} > 12 (it is fit.vcov, scaled)"
+        )
+    elif len(fe) > 1:
         lines.append("")
         lines.append("Correlation of Fixed Effects:")
         V = fit.vcov.to_numpy()
@@ -127,6 +132,7 @@ def summary_text(fit) -> str:
             "fixed-effect model matrix is rank deficient so dropping "
             f"{len(fit.dropped_columns)} column(s): {', '.join(fit.dropped_columns)}"
         )
+    notes.extend(getattr(fit, "aliased_terms", []))
     if fit.singular:
         notes.append("boundary (singular) fit: " + "; ".join(fit.singular_terms))
     if not fit.converged:
