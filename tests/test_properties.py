@@ -113,8 +113,26 @@ def test_predictors_on_extreme_scales_give_the_same_fit(scale):
     base = multilevel.fit("y ~ x + (1 + x | g)", pd.DataFrame({"y": y, "x": x, "g": g}))
     m = multilevel.fit("y ~ x + (1 + x | g)", pd.DataFrame({"y": y + 1e6, "x": x * scale, "g": g}))
     assert m.converged and not m.singular
+    assert m.scale_note is None  # one predictor: nothing to compare
     np.testing.assert_allclose(m.fixef["x"] * scale, base.fixef["x"], rtol=1e-6)
     sd = m.varcorr.sdcor.to_numpy() * [1, scale, 1, 1]
     np.testing.assert_allclose(sd, base.varcorr.sdcor.to_numpy(), rtol=1e-5)
     # REML's log|X'V⁻¹X| carries the Jacobian of the rescaled column
     assert m.objective == pytest.approx(base.objective + 2 * np.log(scale), rel=1e-9)
+
+
+def test_predictors_orders_of_magnitude_apart_get_a_note_and_an_exact_fit():
+    rng = np.random.default_rng(4)
+    g = np.repeat(np.arange(30), 20)
+    x1, x2 = rng.normal(size=(2, 600))
+    y = x1 - x2 + rng.normal(size=30)[g] + rng.normal(size=600)
+    base = multilevel.fit(
+        "y ~ x1 + x2 + (1 | g)", pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": g})
+    )
+    df = pd.DataFrame({"y": y, "x1": x1 * 1e6, "x2": x2 * 1e-6, "g": g})
+    with pytest.warns(UserWarning, match="orders of magnitude"):
+        m = multilevel.fit("y ~ x1 + x2 + (1 | g)", df)
+    assert "'x1' ~ 1e+06" in m.scale_note and "rescaling" in m.summary()
+    np.testing.assert_allclose(m.fixef.to_numpy() * [1, 1e6, 1e-6], base.fixef, rtol=1e-7)
+    np.testing.assert_allclose(m.fixef_se.to_numpy() * [1, 1e6, 1e-6], base.fixef_se, rtol=1e-6)
+    assert base.scale_note is None

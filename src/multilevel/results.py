@@ -63,6 +63,28 @@ def _aliased_terms(cp: CrossProducts, frame: ModelFrame) -> list[str]:
     return out
 
 
+#: fixed-effects columns whose scales differ by more than this get a note
+SCALE_RATIO = 1e6
+
+
+def _scale_note(cp: CrossProducts, names: list[str]) -> str | None:
+    """A note when predictors differ in scale by orders of magnitude. The fit is exact
+    (X is standardised before the cross-products), but such coefficients are hard to read
+    and compare, and lme4 warns about them."""
+    s = cp.std.x_scale.copy()
+    if cp.std.intercept is not None:
+        s[cp.std.intercept] = np.nan
+    if np.isnan(s).all() or np.nanmax(s) / np.nanmin(s) < SCALE_RATIO:
+        return None
+    hi, lo = int(np.nanargmax(s)), int(np.nanargmin(s))
+    return (
+        f"predictors differ in scale by {np.log10(s[hi] / s[lo]):.0f} orders of magnitude "
+        f"('{names[hi]}' ~ {s[hi]:.1g}, '{names[lo]}' ~ {s[lo]:.1g}); the fit is exact "
+        "(columns are standardised internally), but consider rescaling to make the "
+        "coefficients comparable"
+    )
+
+
 def _theta_on_data_scale(fac: Factorization, layout, z_scale) -> np.ndarray:
     """θ for Λ = D⁻¹ Λ_s, in the layout's order (element (row, col) scaled by 1/d_row)."""
     return np.array(
@@ -120,7 +142,8 @@ class LinearMixedModel:
         self.singular_terms = self._singular_messages()
         self.singular = bool(self.singular_terms)
         self.aliased_terms = _aliased_terms(cp, frame)
-        for msg in self.aliased_terms:
+        self.scale_note = _scale_note(cp, frame.xnames)
+        for msg in [*self.aliased_terms, *([self.scale_note] if self.scale_note else [])]:
             warnings.warn(msg, stacklevel=3)
 
     def refit(self, y=None, *, reml: bool | None = None) -> LinearMixedModel:

@@ -132,7 +132,9 @@ def summary_text(fit) -> str:
             "fixed-effect model matrix is rank deficient so dropping "
             f"{len(fit.dropped_columns)} column(s): {', '.join(fit.dropped_columns)}"
         )
-    notes.extend(getattr(fit, "aliased_terms", []))
+    notes.extend(fit.aliased_terms)
+    if fit.scale_note:
+        notes.append(fit.scale_note)
     if fit.singular:
         notes.append("boundary (singular) fit: " + "; ".join(fit.singular_terms))
     if not fit.converged:
