@@ -211,7 +211,7 @@ def test_read_data_duplicate_header_is_not_renamed(files):
 def test_fit_prints_summary_with_dropped_rows(capsys, files):
     code, out, err = run_main(capsys, "fit", files["na.csv"], "y ~ x + (1 | g)")
     assert code == 0, err
-    assert "3 rows with missing values were dropped" in out
+    assert "3 rows with missing values dropped" in out
     assert "Number of obs: 57" in out
 
 

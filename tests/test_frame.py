@@ -224,7 +224,7 @@ def test_missing_values_are_dropped_counted_and_shown(data):
     m = fit_quiet("y ~ x + (1 | g)", df)
     assert m.n_dropped == 4
     assert m.nobs == 56
-    assert "4 rows with missing values were dropped" in m.summary()
+    assert "4 rows with missing values dropped" in m.summary()
     assert m.to_dict()["n_dropped"] == 4
     clean = fit_quiet("y ~ x + (1 | g)", df.drop(index=[1, 5, 7, 9]))
     assert m.objective == pytest.approx(clean.objective, rel=1e-12)

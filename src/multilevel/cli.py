@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import warnings
@@ -88,6 +89,17 @@ def _one_line(e: BaseException) -> str:
     return text or type(e).__name__
 
 
+def _finite(obj):
+    """JSON has no NaN or infinity: write them as null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def _cmd_fit(args) -> int:
     from .api import fit
 
@@ -98,7 +110,7 @@ def _cmd_fit(args) -> int:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if args.json:
-        print(json.dumps(m.to_dict(), indent=1, allow_nan=True))
+        print(json.dumps(_finite(m.to_dict()), indent=1, allow_nan=False))
     else:
         print(m.summary())
     return 0

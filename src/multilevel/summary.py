@@ -54,7 +54,8 @@ def summary_text(fit) -> str:
     if fit.data_name:
         lines.append(f"   Data: {fit.data_name}")
     if fit.n_dropped:
-        lines.append(f"   {fit.n_dropped} rows with missing values were dropped")
+        rows = "row" if fit.n_dropped == 1 else "rows"
+        lines.append(f"   {fit.n_dropped} {rows} with missing values dropped")
     lines.append("")
     if fit.reml:
         lines.append(f"REML criterion at convergence: {fit.objective:.4f}")
