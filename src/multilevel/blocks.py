@@ -47,7 +47,7 @@ class Standardization:
         c = X.mean(axis=0) if icol is not None else np.zeros(p)
         if icol is not None:
             c[icol] = 0.0
-        s = np.sqrt(((X - c) ** 2).mean(axis=0)) if p else np.ones(0)
+        s = np.array([np.sqrt(np.mean(np.square(X[:, j] - c[j]))) for j in range(p)])
         s[~(s > 0) | ~np.isfinite(s)] = 1.0
         if icol is not None:
             s[icol] = 1.0
@@ -107,7 +107,7 @@ def z_scales(Z: np.ndarray) -> np.ndarray:
     else 1. A random slope on a predictor at 1e6 would otherwise put θ near 1e-6, where
     the optimiser's steps (O(1) from Λ = I) and the boundary test lose it. The blocks hold
     Z D⁻¹, the deviance works with Λ_s = D Λ, and the results map back: Λ = D⁻¹ Λ_s."""
-    rms = np.sqrt((Z * Z).mean(axis=0))
+    rms = np.array([np.sqrt(np.mean(np.square(Z[:, a]))) for a in range(Z.shape[1])])
     lo, hi = Z_SCALE_RANGE
     return np.where((rms > 0) & np.isfinite(rms) & ((rms < lo) | (rms > hi)), rms, 1.0)
 
@@ -116,55 +116,77 @@ def _level_sums(codes: np.ndarray, weights: np.ndarray, nlevels: int) -> np.ndar
     return np.bincount(codes, weights=weights, minlength=nlevels)
 
 
+#: rows per chunk of the data pass: temporaries stay at a few chunk-sized columns
+CHUNK = 1 << 18
+
+
+def _chunks(n: int):
+    for s in range(0, n, CHUNK):
+        yield slice(s, min(s + CHUNK, n))
+
+
 def crossproducts(frame: ModelFrame) -> CrossProducts:
-    """Compute all blocks from an in-memory model frame."""
-    std = Standardization.from_data(frame.X, frame.y)
-    Xs, ys = std.transform(frame.X, frame.y)
-    W = np.column_stack([Xs, ys])
-    terms = frame.reterms
+    """Compute all blocks from an in-memory model frame, accumulating over row chunks."""
+    X, y, terms = frame.X, frame.y, frame.reterms
+    n, p = X.shape
+    std = Standardization.from_data(X, y)
     scales = [z_scales(t.Z) for t in terms]
-    Zs = [t.Z if np.all(d == 1.0) else t.Z / d for t, d in zip(terms, scales, strict=True)]
-    diag, zw = [], []
-    for t, Z in zip(terms, Zs, strict=True):
-        k, nl, codes = t.k, t.nlevels, t.codes
-        D = np.empty((nl, k, k))
-        for a in range(k):
-            for b in range(a + 1):
-                D[:, a, b] = D[:, b, a] = _level_sums(codes, Z[:, a] * Z[:, b], nl)
-        diag.append(D)
-        ZW = np.empty((nl, k, W.shape[1]))
-        for a in range(k):
-            for c in range(W.shape[1]):
-                ZW[:, a, c] = _level_sums(codes, Z[:, a] * W[:, c], nl)
-        zw.append(ZW.reshape(nl * k, W.shape[1]))
+    diag = [np.zeros((t.nlevels, t.k, t.k)) for t in terms]
+    zw = [np.zeros((t.nlevels, t.k, p + 1)) for t in terms]
+    off_parts: dict[tuple[int, int], list[sp.csr_matrix]] = {}
+    ww = np.zeros((p + 1, p + 1))
+    for rows in _chunks(n):
+        Xs, ys = std.transform(X[rows], y[rows])
+        W = np.column_stack([Xs, ys])
+        ww += W.T @ W
+        Zs = [t.Z[rows] / d for t, d in zip(terms, scales, strict=True)]
+        for t, Z, D, ZW in zip(terms, Zs, diag, zw, strict=True):
+            codes = t.codes[rows]
+            for a in range(t.k):
+                for b in range(a + 1):
+                    D[:, a, b] += _level_sums(codes, Z[:, a] * Z[:, b], t.nlevels)
+                for c in range(p + 1):
+                    ZW[:, a, c] += _level_sums(codes, Z[:, a] * W[:, c], t.nlevels)
+        for i in range(len(terms)):
+            for j in range(i + 1, len(terms)):
+                off_parts.setdefault((j, i), []).append(
+                    _cross_table(terms[j], terms[i], Zs[j], Zs[i], rows)
+                )
+    for t, D in zip(terms, diag, strict=True):
+        for a in range(t.k):
+            for b in range(a):
+                D[:, b, a] = D[:, a, b]
     off = {}
-    for i, ti in enumerate(terms):
-        for j in range(i + 1, len(terms)):
-            tj = terms[j]
-            rows = np.repeat(tj.codes * tj.k, tj.k * ti.k) + np.tile(
-                np.repeat(np.arange(tj.k), ti.k), len(tj.codes)
-            )
-            cols = np.repeat(ti.codes * ti.k, tj.k * ti.k) + np.tile(
-                np.tile(np.arange(ti.k), tj.k), len(ti.codes)
-            )
-            vals = (Zs[j][:, :, None] * Zs[i][:, None, :]).ravel()
-            m = sp.coo_matrix(
-                (vals, (rows, cols)), shape=(tj.nlevels * tj.k, ti.nlevels * ti.k)
-            ).tocsr()
-            m.sum_duplicates()
-            off[(j, i)] = m
+    for key, parts in off_parts.items():
+        m = parts[0]
+        for part in parts[1:]:
+            m = m + part
+        m.sum_duplicates()
+        off[key] = m
     return CrossProducts(
-        n=len(frame.y),
-        p=frame.X.shape[1],
+        n=n,
+        p=p,
         nlevels=[t.nlevels for t in terms],
         k=[t.k for t in terms],
         diag=diag,
         off=off,
-        zw=zw,
-        ww=W.T @ W,
+        zw=[ZW.reshape(t.nlevels * t.k, p + 1) for t, ZW in zip(terms, zw, strict=True)],
+        ww=ww,
         std=std,
         z_scale=scales,
     )
+
+
+def _cross_table(tj, ti, Zj: np.ndarray, Zi: np.ndarray, rows: slice) -> sp.csr_matrix:
+    """Z_j'Z_i over some rows: sparse (l_j k_j, l_i k_i), entry (c_j k_j + a, c_i k_i + b)
+    summing z_ja z_ib over the rows where the factors take levels c_j and c_i."""
+    cj, ci = tj.codes[rows], ti.codes[rows]
+    r = np.repeat(cj * tj.k, tj.k * ti.k) + np.tile(np.repeat(np.arange(tj.k), ti.k), len(cj))
+    c = np.repeat(ci * ti.k, tj.k * ti.k) + np.tile(np.tile(np.arange(ti.k), tj.k), len(ci))
+    vals = (Zj[:, :, None] * Zi[:, None, :]).ravel()
+    m = sp.coo_matrix((vals, (r, c)), shape=(tj.nlevels * tj.k, ti.nlevels * ti.k)).tocsr()
+    m.sum_duplicates()
+    return m
 
 
 def with_response(cp: CrossProducts, frame: ModelFrame, y: np.ndarray) -> CrossProducts:

@@ -365,6 +365,17 @@ def _check_numbers_as_text(col: pd.Series, name: str) -> None:
     )
 
 
+def _r_factor(X: np.ndarray, chunk: int = 1 << 17) -> np.ndarray:
+    """R of X = QR (Householder), from the rows in chunks: R = qr([R_prev; X_chunk])."""
+    import scipy.linalg
+
+    R = np.zeros((0, X.shape[1]))
+    for s in range(0, X.shape[0], chunk):
+        R = scipy.linalg.qr(np.vstack([R, X[s : s + chunk]]), mode="r")[0]
+        R = R[: X.shape[1]]
+    return R
+
+
 def _drop_aliased(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
     """Drop columns of X that are linear combinations of earlier ones, keeping the earlier
     ones (lme4's rank check, LINPACK's limited pivoting: a column is aliased when what is
@@ -372,10 +383,13 @@ def _drop_aliased(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str
     n, p = X.shape
     if p == 0:
         return X, names, []
-    Q = np.empty((n, 0))
+    # X = QR with orthonormal Q: norms and projections of the columns of R are those of X,
+    # so the check runs on the p x p factor, built chunk by chunk (no n x p temporaries)
+    R = _r_factor(X)
+    Q = np.empty((R.shape[0], 0))
     keep: list[int] = []
     for j in range(p):
-        v = X[:, j]
+        v = R[:, j]
         norm = np.linalg.norm(v)
         r = v - Q @ (Q.T @ v)
         r = r - Q @ (Q.T @ r)  # twice is enough (Kahan-Parlett)
