@@ -131,6 +131,7 @@ class ProfiledDeviance:
             self.R = sp.vstack([cp.off[(j, 0)] for j in range(1, len(q))]).tocsr()
             self.Q, self.Qrows = _pair_map(self.R, k1, self.m, lower_only=self.rest_scalar)
         self._diag_z = np.arange(self.qr) * (m + 1)
+        self._ld_xscale = 2.0 * cp.std.log_scale  # REML: log|X'V⁻¹X| of X, not of X_s
 
     def with_crossproducts(self, cp: CrossProducts, reml: bool | None = None):
         """The same model for blocks that differ only in the response (see
@@ -141,6 +142,7 @@ class ProfiledDeviance:
         new.reml = self.reml if reml is None else reml
         new.B1 = cp.zw[0].reshape(self.l1, self.k1, self.p + 1)
         new.Arr = new._static_rest()
+        new._ld_xscale = 2.0 * cp.std.log_scale
         return new
 
     # -- static part -------------------------------------------------------------------
@@ -223,8 +225,8 @@ class ProfiledDeviance:
         pwrss = d[-1] ** 2
         if not pwrss > 0:
             return math.inf if not keep else None
-        ldL2 = logdet1 + 2.0 * float(np.log(d[:qr]).sum())
-        ldRX2 = 2.0 * float(np.log(d[qr : qr + p]).sum()) + 2.0 * self.cp.std.log_scale
+        ldL2 = logdet1 + 2.0 * float(np.log(d[:qr]).sum()) if qr else logdet1
+        ldRX2 = 2.0 * float(np.log(d[qr : qr + p]).sum()) + self._ld_xscale
         n = self.n
         if self.reml:
             nu = n - p

@@ -19,6 +19,7 @@ names, indexing and statements anywhere in the formula (:func:`_scan_refused`).
 from __future__ import annotations
 
 import ast
+import functools
 import keyword
 import re
 from dataclasses import dataclass
@@ -488,11 +489,9 @@ def _factor_text(factor) -> str:
 
 def _split_double(expr: str, factors: tuple[str, ...], formula: str) -> list[RandomTerm]:
     """lme4's expandDoubleVerts: ``(1 + x || g)`` -> ``(1 | g) + (0 + x | g)``."""
-    from formulaic import Formula  # local: formulaic import is slow and rarely needed here
-
     check_formula_expressions(expr, formula)
     try:
-        terms = list(Formula(expr))
+        terms = list(formulaic_formula(expr))
     except Exception as e:  # noqa: BLE001 - formulaic raises several types
         raise FormulaError(
             f"cannot parse '{expr.strip()}' in a '||' term: {_first_line(e)}", formula
@@ -636,14 +635,22 @@ def value_names(expr: str) -> set[str]:
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in skip}
 
 
+@functools.lru_cache(maxsize=512)
+def formulaic_formula(spec: str):
+    """formulaic's parse of ``spec`` (never evaluated), cached: parsing costs more than
+    building a small model matrix."""
+    from formulaic import Formula
+
+    return Formula(spec)
+
+
 def parse_factors(rhs: str, formula: str | None = None):
     """The formulaic factors of a formula or right-hand side, parsed (never evaluated), each
     Python factor checked by :func:`check_expression`."""
-    from formulaic import Formula
     from formulaic.parser.types.factor import Factor
 
     try:
-        parsed = Formula(rhs)
+        parsed = formulaic_formula(rhs)
     except Exception as e:  # noqa: BLE001 - formulaic raises several types
         msg = _first_line(e)
         if "`.` operator" in msg:

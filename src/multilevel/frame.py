@@ -22,6 +22,7 @@ from .formula import (
     EXTRA_FUNCTIONS,
     ModelFormula,
     RandomTerm,
+    formulaic_formula,
     parse_factors,
     parse_formula,
     value_names,
@@ -226,7 +227,9 @@ def build_frame(formula: str, data) -> ModelFrame:
     n = len(sub)
 
     try:
-        mm = model_matrix(mf.fixed_formula, sub, context=eval_context(), na_action="ignore")
+        mm = model_matrix(
+            formulaic_formula(mf.fixed_formula), sub, context=eval_context(), na_action="ignore"
+        )
     except Exception as e:  # noqa: BLE001
         raise FormulaError(
             f"cannot build the fixed-effects matrix of '{mf.fixed_formula}': {_first_line(e)}",
@@ -447,7 +450,9 @@ def _reterm(rt: RandomTerm, sub: pd.DataFrame, mf: ModelFormula, rows: pd.Index)
 
     codes, levels = _group_codes(sub, rt.factors)
     try:
-        Z = model_matrix(rt.expr, sub, context=eval_context(), na_action="ignore")
+        Z = model_matrix(
+            formulaic_formula(rt.expr), sub, context=eval_context(), na_action="ignore"
+        )
     except Exception as e:  # noqa: BLE001
         raise FormulaError(
             f"cannot build the random-effects matrix of the term {rt}: {_first_line(e)}", mf.text
