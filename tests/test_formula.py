@@ -123,6 +123,40 @@ def test_response_expression():
     assert parse_formula("log(y) ~ x + (1 | g)").response == "log(y)"
 
 
+@pytest.mark.parametrize("response", ["(y)", "((y))", "I(y - 1)", "{-y}", "log((y + 1))", "`a-b`"])
+def test_response_expressions_without_formula_operators(response):
+    assert parse_formula(f"{response} ~ x + (1 | g)").response == response
+
+
+@pytest.mark.parametrize(
+    "formula, op, position, hint",
+    [
+        # found by tests/test_formula_hypothesis.py: '-~0' crashed with AttributeError
+        ("- ~ 0 + (1 | g)", "-", 0, "a column"),
+        ("y - 1 ~ x + (1 | g)", "-", 2, "'I(y - 1)'"),  # formulaic fitted y, lme4 y - 1
+        ("y^2 ~ x + (1 | g)", "^", 1, "'I(y**2)'"),  # formulaic fitted y
+        ("y**2 ~ x + (1 | g)", "**", 1, "'I(y**2)'"),
+        ("y:z ~ x + (1 | g)", ":", 1, "a column"),  # formulaic fitted y*z
+        ("(y - 1) ~ x + (1 | g)", "-", 3, "'I((y - 1))'"),
+        ("-y ~ x + (1 | g)", "-", 0, "'I(-y)'"),
+        ("y %in% z ~ x + (1 | g)", "%in%", 2, "a column"),
+        ("log(y) + z ~ x + (1 | g)", "+", 7, "'I(log(y) + z)'"),
+    ],
+)
+def test_formula_operators_in_the_response_are_refused(formula, op, position, hint):
+    with pytest.raises(FormulaError) as info:
+        parse_formula(formula)
+    assert f"contains the operator '{op}'" in info.value.reason
+    assert hint in info.value.reason
+    assert info.value.position == position
+
+
+def test_empty_parentheses_as_response():
+    # found by tests/test_formula_hypothesis.py: '() ~ x' crashed with AttributeError
+    with pytest.raises(FormulaError, match="no response"):
+        parse_formula("() ~ x + (1 | g)")
+
+
 # -- syntax errors name the problem and show where ---------------------------------------
 
 

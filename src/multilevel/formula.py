@@ -307,6 +307,7 @@ def parse_formula(text: str) -> ModelFormula:
             text,
             _code_only(text).find("|"),
         )
+    _check_response(sides[0], text)
     if not rhs.strip():
         raise FormulaError(
             "nothing on the right of '~': write e.g. 'y ~ 1 + (1 | g)'", text, len(text.rstrip())
@@ -357,6 +358,50 @@ def parse_formula(text: str) -> ModelFormula:
     for rt in mf.random:
         check_formula_expressions(rt.expr, text)
     return mf
+
+
+_NUMBER_EXPONENT = re.compile(r"(?<![A-Za-z0-9_.])[0-9.]+[eE]$")
+
+
+def _check_response(lhs: str, formula: str) -> None:
+    """Refuse formula operators outside brackets in the response. On the left of '~' lme4
+    computes them (``y - 1`` is y minus one, ``y^2`` the square, ``y:z`` the sequence) while
+    formulaic reads them as term algebra (``y - 1`` and ``y^2`` are y, ``y:z`` the product),
+    so the fit would silently differ from lme4's: arithmetic belongs inside ``I()``."""
+    code = _code_only(lhs)
+    if not re.sub(r"[()\s]", "", code):
+        raise FormulaError("the formula has no response on the left of '~'", formula, 0)
+    # brackets of a call, I(...) or {...} hide operators; grouping parentheses do not
+    hiding: list[bool] = []
+    for i, c in enumerate(code):
+        if c in "([{":
+            before = code[:i].rstrip()
+            hiding.append(
+                c != "(" or (bool(before) and (before[-1].isalnum() or before[-1] in "_.`"))
+            )
+        elif c in ")]}":
+            if hiding:
+                hiding.pop()
+        elif not any(hiding) and c in "+-*/:^%":
+            if c in "+-" and _NUMBER_EXPONENT.search(code[:i]):
+                continue  # the exponent of a number such as 1e-5
+            op = "**" if code.startswith("**", i) else c
+            if c == "%":
+                end = code.find("%", i + 1)
+                op = code[i : end + 1] if end > i else c
+            if op in ("+", "-", "*", "/", "^", "**") and re.search(r"\w", lhs):
+                hint = f"for arithmetic write 'I({lhs.strip().replace('^', '**')})'"
+            else:
+                hint = (
+                    "the response must be a column, a function of columns such as 'log(y)', "
+                    "or arithmetic inside 'I()'"
+                )
+            raise FormulaError(
+                f"the response '{lhs.strip()}' contains the operator '{op}', which on the "
+                f"left of '~' is not computed; {hint}",
+                formula,
+                i,
+            )
 
 
 def _bar_term(term: str, formula: str, pos: int) -> tuple[str, bool, str, int] | None:

@@ -235,6 +235,8 @@ def build_frame(formula: str, data) -> ModelFrame:
             f"cannot build the fixed-effects matrix of '{mf.fixed_formula}': {_first_line(e)}",
             mf.text,
         ) from None
+    if not hasattr(mm, "lhs"):  # formulaic found no response, e.g. in '() ~ x'
+        raise DataError(f"the response '{mf.response}' must be one numeric column")
     ymat = np.asarray(mm.lhs, dtype=float)
     if ymat.ndim != 2 or ymat.shape[1] != 1:
         raise DataError(f"the response '{mf.response}' must be one numeric column")
