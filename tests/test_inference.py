@@ -278,3 +278,69 @@ def test_errors(reference_fits, monkeypatch):
     with pytest.raises(MultilevelError, match="limited to 100 observations"):
         fixef_tests(fit.refit(reml=True), ddf="kenward-roger")
     assert (fixef_tests(fit, "satterthwaite")["df"] > 0).all()  # no limit for Satterthwaite
+
+
+def _dense_vcov_adj(fit):
+    """pbkrtest's vcovAdj written out with dense n x n matrices G_r (one per covariance
+    parameter: Z_a Z_b' + Z_b Z_a' for a covariance, Z_a Z_a' for a variance, I for σ²)."""
+    X = fit._frame.X
+    n = X.shape[0]
+    G, gamma = [], []
+    lams = fit._layout.lambdas(np.asarray(fit.theta))
+    for rt, lam in zip(fit._frame.reterms, lams, strict=True):
+        cov = fit.sigma**2 * lam @ lam.T
+        Zs = []
+        for a in range(rt.k):
+            M = np.zeros((n, rt.nlevels))
+            M[np.arange(n), rt.codes] = rt.Z[:, a]
+            Zs.append(M)
+        for b in range(rt.k):  # the lower triangle column by column (lme4's order)
+            for a in range(b, rt.k):
+                if a != b and not rt.correlated:
+                    continue
+                Gi = Zs[a] @ Zs[b].T
+                G.append(Gi if a == b else Gi + Gi.T)
+                gamma.append(cov[a, b])
+    G.append(np.eye(n))
+    gamma.append(fit.sigma**2)
+    Si = np.linalg.inv(sum(g * Gi for g, Gi in zip(gamma, G, strict=True)))
+    phi = fit.vcov.to_numpy()
+    m = len(G)
+    GX = [Gi @ Si @ X for Gi in G]
+    P = [-(o.T @ Si @ X) for o in GX]
+    Q = [[GX[r].T @ Si @ GX[s] for s in range(m)] for r in range(m)]
+    info = np.array(
+        [
+            [
+                np.trace(G[r] @ Si @ G[s] @ Si)
+                - 2 * np.sum(phi * Q[r][s])
+                + np.trace(phi @ P[r] @ phi @ P[s])
+                for s in range(m)
+            ]
+            for r in range(m)
+        ]
+    )
+    W = 2 * np.linalg.inv(info)
+    U = sum(W[r, s] * (Q[r][s] - P[r] @ phi @ P[s]) for r in range(m) for s in range(m))
+    return phi + 2 * phi @ U @ phi, W
+
+
+@pytest.mark.parametrize(
+    "formula",
+    ["y ~ x + z + (1 + x + z | g)", "y ~ x + (1 + x | g) + (1 + x | h)", "y ~ z + (1 + x || g)"],
+)
+def test_kenward_roger_matches_the_dense_formulas(formula):
+    rng = np.random.default_rng(3)
+    n = 240
+    g, h = rng.integers(0, 12, n), rng.integers(0, 7, n)
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    y = 1 + x + rng.normal(size=12)[g] * (1 + 0.5 * x + 0.3 * z) + rng.normal(size=7)[h] * x
+    y = y + rng.normal(size=n)
+    d = pd.DataFrame({"y": y, "x": x, "z": z, "g": g.astype(str), "h": h.astype(str)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = multilevel.fit(formula, d)
+    phi_adj, W = _dense_vcov_adj(fit)
+    kr = inference._kenward_roger(fit)
+    np.testing.assert_allclose(kr.phi_adj, phi_adj, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(kr.W, W, rtol=1e-7, atol=1e-10 * np.abs(W).max())
