@@ -84,6 +84,17 @@ def test_categorical_and_transforms(data):
     assert abs(sx.mean()) < 1e-12
 
 
+@pytest.mark.parametrize("spec", ["Sum", "contrasts=Sum", "contr.sum", "Sum()"])
+def test_contrast_named_as_patsy_does(data, spec):
+    # found by tests/test_formula_hypothesis.py: 'C(h, Sum)' was refused as the unknown
+    # column 'Sum' ("call it, e.g. 'Sum(x)'"), though formulaic (as patsy) accepts it
+    fr = build_frame(f"y ~ C(h, {spec}) + (1 | g)", data)
+    assert len(fr.xnames) == 4 and fr.xnames[1].endswith("[S.p]")
+    np.testing.assert_allclose(fr.X[:, 1], (data.h == "p").astype(float) - (data.h == "s"))
+    with pytest.raises(DataError, match="unknown column 'Sum'"):
+        build_frame("y ~ I(Sum * 2) + (1 | g)", data)  # elsewhere it is a name like any
+
+
 def test_numpy_functions_formulaic_lacks(data):
     fr = build_frame("y ~ sqrt(z) + abs(x) + sin(x) + cos(x) + log1p(z) + (1 | g)", data)
     np.testing.assert_allclose(fr.X[:, fr.xnames.index("sqrt(z)")], np.sqrt(data.z))

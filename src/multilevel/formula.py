@@ -666,9 +666,14 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
+#: Contrast classes that ``C()`` takes by name, as patsy does: ``C(g, Sum)``.
+CONTRAST_NAMES = frozenset({"Treatment", "Sum", "Helmert", "Diff", "Poly"})
+
+
 def value_names(expr: str) -> set[str]:
     """Names an allowed expression reads as values (columns): every name that is not the
-    function of a call or the base of an allowed ``contr.xxx``."""
+    function of a call, the base of an allowed ``contr.xxx`` or a contrast named in
+    ``C(g, Sum)``."""
     tree = ast.parse(expr.strip(), mode="eval")
     skip: set[int] = set()
     for node in ast.walk(tree):
@@ -677,6 +682,10 @@ def value_names(expr: str) -> set[str]:
         ):
             func = node.func if isinstance(node, ast.Call) else node
             skip.update(id(n) for n in ast.walk(func))
+        if isinstance(node, ast.Call) and _dotted(node.func) == "C":
+            for arg in [*node.args[1:], *(k.value for k in node.keywords)]:
+                if isinstance(arg, ast.Name) and arg.id in CONTRAST_NAMES:
+                    skip.add(id(arg))
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in skip}
 
 
