@@ -344,3 +344,22 @@ def test_kenward_roger_matches_the_dense_formulas(formula):
     kr = inference._kenward_roger(fit)
     np.testing.assert_allclose(kr.phi_adj, phi_adj, rtol=1e-8, atol=1e-12)
     np.testing.assert_allclose(kr.W, W, rtol=1e-7, atol=1e-10 * np.abs(W).max())
+
+
+@pytest.mark.parametrize("ddf", ["satterthwaite", "kenward-roger"])
+def test_tests_do_not_depend_on_the_units(ddf):
+    """Predictors and response in other units (the blocks then standardise X and scale Z, and
+    the covariance parameters span many orders of magnitude): the same df, t and p."""
+    d = datasets.load("radon")
+    d["F"], d["U"], d["Y"] = d["floor"] * 1e3, d["log_uranium"] * 1e4, d["log_radon"] * 1e3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = multilevel.fit("log_radon ~ floor * log_uranium + (1 + floor | county)", d)
+        b = multilevel.fit("Y ~ F * U + (1 + F | county)", d)
+    assert b._cp.z_scale[0][1] != 1.0  # the slope's Z column entered the blocks rescaled
+    ta, tb = fixef_tests(a, ddf), fixef_tests(b, ddf)
+    np.testing.assert_allclose(tb[["df", "t value"]], ta[["df", "t value"]], rtol=1e-4)
+    # (the two fits agree to the optimiser's tolerance; p = 6e-38 at t = 40 amplifies it)
+    np.testing.assert_allclose(tb["Pr(>|t|)"], ta["Pr(>|t|)"], rtol=1e-3)
+    fa, fb = anova_type3(a, ddf), anova_type3(b, ddf)
+    np.testing.assert_allclose(fb[["DenDF", "F value"]], fa[["DenDF", "F value"]], rtol=1e-4)

@@ -13,7 +13,8 @@ not, is
 
 (equal to the profiled criterion at σ̂). With H its Hessian at φ̂ (Richardson-extrapolated
 central differences, numDeriv's scheme), ``A = 2 H⁺`` (the asymptotic covariance of φ̂) and
-``V(φ) = σ² (R_X R_X')⁻¹`` with Jacobian ``J_k = ∂V/∂φ_k``, a one-row contrast l has
+``V(φ) = σ² T (R_X R_X')⁻¹ T'`` (T maps the standardised X of the blocks back) with Jacobian
+``J_k = ∂V/∂φ_k``, a one-row contrast l has
 
     df = 2 (l V l')² / (g' A g),   g_k = l J_k l'.
 
@@ -35,7 +36,9 @@ the denominator df m of ``F = λ (Lβ̂)'(LΦ_A L')⁻¹(Lβ̂)/q ~ F(q, m)`` (s
 This needs the dense n x n Σ⁻¹: time O(n³), memory O(n²); above :data:`KR_MAX_N`
 observations it raises rather than run for minutes.
 
-Type III contrasts (:func:`type3_contrasts`) follow lmerTest's ``anova`` (SAS Type III).
+t tests: ``p = 2 P(T_df > |t|)``; F tests: ``P(F(q, DenDF) > F)``. Type III contrasts
+(:func:`type3_contrasts`) follow lmerTest's ``anova`` (SAS Type III); they need each factor of
+an interaction that contains a lower-order term to appear as a main effect too.
 """
 
 from __future__ import annotations
@@ -455,7 +458,7 @@ def _kr_ddf(A1: float, A2: float, q: int) -> tuple[float, float]:
     x = 1 - A2 / q
     ratio = 1.0 if abs(x) < 1e-14 and abs(V1) < 1e-14 else x / V1
     rho = ratio**2 * V0 / V2 / q
-    df2 = 4 + (q + 2) / (q * rho - 1)
+    df2 = 4 + (q + 2) / (q * rho - 1) if q * rho != 1 else math.inf
     scaling = 1.0 if abs(df2 - 2) < 1e-2 else df2 * (1 - A2 / q) / (df2 - 2)
     return float(df2), float(scaling)
 
@@ -569,8 +572,14 @@ def _build_kenward_roger(fit) -> KenwardRoger:
                 IE2[r, s] = IE2[s, r] = (
                     Kt[r, s] - 2 * np.sum(phi * Q[r, s]) + np.sum(PhiPr * (P[s] @ phi))
                 )
-        cond = np.min(np.abs(np.linalg.eigvalsh(IE2)))
-        W = 2 * (np.linalg.inv(IE2) if cond > 1e-10 else np.linalg.pinv(IE2))
+        # W = 2 IE2⁻¹, inverted after equilibration: the parameters' scales follow the
+        # data's (a slope on a predictor at 1e4 has a variance at 1e-8), and the raw IE2 can
+        # be too ill-conditioned to invert although the problem is not.
+        dsc = np.sqrt(np.abs(np.diag(IE2)))
+        dsc[dsc == 0] = 1.0
+        E = IE2 / np.outer(dsc, dsc)
+        cond = np.min(np.abs(np.linalg.eigvalsh(E)))
+        W = 2 * (np.linalg.inv(E) if cond > 1e-10 else np.linalg.pinv(E)) / np.outer(dsc, dsc)
         W = (W + W.T) / 2
         U = np.zeros((p, p))
         for r in range(m):
