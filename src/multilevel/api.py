@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from functools import cache
+from typing import TYPE_CHECKING
 
 from .blocks import crossproducts
 from .deviance import ProfiledDeviance
@@ -11,6 +12,9 @@ from .errors import FormulaError
 from .frame import build_frame
 from .optimize import minimize_theta
 from .results import LinearMixedModel
+
+if TYPE_CHECKING:
+    from .twolevel import TwoLevelModel
 
 #: From this many random effects (first term) plus Schur-complement rows, an evaluation costs
 #: more than the optimiser's own work, and the optimiser that needs fewer evaluations wins.
@@ -24,11 +28,33 @@ def _threadpool_controller():
     return ThreadpoolController()
 
 
-def fit(formula: str, data, *, reml: bool = True, data_name: str | None = None) -> LinearMixedModel:
+def fit(
+    formula: str,
+    data,
+    *,
+    reml: bool = True,
+    data_name: str | None = None,
+    group: str | None = None,
+    group_formula: str | None = None,
+    varying=None,
+) -> LinearMixedModel | TwoLevelModel:
     """Fit a linear mixed model written in lme4's formula language, by REML (default) or ML.
 
     ``data`` is a pandas, polars or pyarrow table. Rows with a missing value in a column the
-    model uses are dropped (``fit.n_dropped`` counts them)."""
+    model uses are dropped (``fit.n_dropped`` counts them).
+
+    Two-level form: with ``group`` (the grouping column), ``formula`` is the individual-level
+    formula ("y ~ x"), ``group_formula`` the group-level predictors ("~ u") and ``varying``
+    the coefficients that vary (default all); the equivalent lme4 formula is fitted and a
+    :class:`~multilevel.twolevel.TwoLevelModel` returned (see :mod:`multilevel.twolevel`)."""
+    if group is not None:
+        from .twolevel import fit_two_level
+
+        return fit_two_level(
+            formula, data, group, group_formula, varying, reml=reml, data_name=data_name
+        )
+    if group_formula is not None or varying is not None:
+        raise FormulaError("group_formula= and varying= need group= (the grouping column)")
     frame = build_frame(formula, data)
     if not frame.reterms:
         raise FormulaError(
