@@ -99,9 +99,12 @@ def test_numerical_derivatives_are_accurate():
         ]
     )
     np.testing.assert_allclose(inference.hessian(f, x), H, atol=1e-7)
-    J = inference.jacobian(lambda v: np.array([f(v), v[0] * v[1]]), x)
+    f0, J, H2 = inference.gen_d(lambda v: np.array([f(v), v[0] * v[1]]), x)
     grad = [np.exp(a) * np.sin(b) + 2 * a * b**3, np.exp(a) * np.cos(b) + 3 * a**2 * b**2, a]
+    np.testing.assert_allclose(f0, [f(x), a * b])
     np.testing.assert_allclose(J, np.array([grad, [b, a, 0.0]]), atol=1e-9)
+    np.testing.assert_allclose(H2[0], H, atol=1e-7)
+    np.testing.assert_allclose(H2[1], [[0, 1, 0], [1, 0, 0], [0, 0, 0]], atol=1e-9)
 
 
 # -- balanced designs: the exact df are known -------------------------------------------

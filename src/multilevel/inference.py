@@ -11,8 +11,9 @@ not, is
     REML: d(θ, σ) = log|L_θ|² + log|R_X|² + (n-p) log(2πσ²) + pwrss(θ)/σ²
     ML:   d(θ, σ) = log|L_θ|² + n log(2πσ²) + pwrss(θ)/σ²
 
-(equal to the profiled criterion at σ̂). With H its Hessian at φ̂ (Richardson-extrapolated
-central differences, numDeriv's scheme), ``A = 2 H⁺`` (the asymptotic covariance of φ̂) and
+(equal to the profiled criterion at σ̂). With H its Hessian at φ̂ (θ-derivatives by
+Richardson-extrapolated central differences, numDeriv's ``genD`` scheme; σ-derivatives in
+closed form), ``A = 2 H⁺`` (the asymptotic covariance of φ̂) and
 ``V(φ) = σ² T (R_X R_X')⁻¹ T'`` (T maps the standardised X of the blocks back) with Jacobian
 ``J_k = ∂V/∂φ_k``, a one-row contrast l has
 
@@ -275,18 +276,6 @@ def varpar_deviance(fit, varpar) -> float:
     return fac.ldL2 + n * math.log(2 * math.pi * s2) + fac.pwrss / s2
 
 
-def _unscaled_vcov(dev, theta) -> np.ndarray:
-    """T (R_X R_X')⁻¹ T' at θ (p, p), so that vcov(β̂) = σ² times it. The blocks hold the
-    standardised X_s (``blocks.Standardization``, β = T β_s): R_X is X_s's factor."""
-    fac = dev.factor(np.asarray(theta, dtype=float))
-    if fac is None:
-        raise MultilevelError("the model's covariance is not positive definite near the optimum")
-    qr, p = fac.qr, dev.p
-    Lx = fac.L[qr : qr + p, qr : qr + p]
-    Li = scipy.linalg.solve_triangular(Lx, np.eye(p), lower=True) @ dev.cp.std.T.T
-    return Li.T @ Li
-
-
 def _deviance_theta(fit) -> np.ndarray:
     """θ̂ as ``fit._deviance`` takes it: for the scaled columns Z D⁻¹ (``blocks.z_scales``),
     element (row, col) of Λ_t times d_row; ``fit.theta`` is on the data's scale."""
@@ -299,53 +288,71 @@ def _satterthwaite(fit) -> Satterthwaite:
     return _cached(fit, "satterthwaite", lambda: _build_satterthwaite(fit))
 
 
+def _theta_parts(dev, reml: bool, theta) -> np.ndarray:
+    """(a(θ), pwrss(θ), vec C(θ)) from one factorisation, where d(θ, σ) = a + ν log(2πσ²) +
+    pwrss/σ² (a = log|L_θ|² [+ log|R_X|² for REML]) and C = vcov(β̂)/σ² = T (R_X R_X')⁻¹ T'
+    (the blocks hold the standardised X_s of ``blocks.Standardization``, β = T β_s)."""
+    fac = dev.factor(np.asarray(theta, dtype=float))
+    if fac is None:
+        raise MultilevelError("the model's covariance is not positive definite near the optimum")
+    qr, p = fac.qr, dev.p
+    Lx = fac.L[qr : qr + p, qr : qr + p]
+    Li = scipy.linalg.solve_triangular(Lx, np.eye(p), lower=True) @ dev.cp.std.T.T
+    a = fac.ldL2 + (fac.ldRX2 if reml else 0.0)
+    return np.concatenate([[a, fac.pwrss], (Li.T @ Li).ravel()])
+
+
 def _build_satterthwaite(fit) -> Satterthwaite:
+    """Hessian of d(θ, σ) and Jacobian of vcov(β̂): the θ-derivatives of a, pwrss and C
+    numerically (one factorisation per point), the σ-derivatives in closed form:
+    ∂²d/∂θ∂θ' = a'' + pwrss''/σ², ∂²d/∂θ∂σ = -2 pwrss'/σ³, ∂²d/∂σ² = -2ν/σ² + 6 pwrss/σ⁴,
+    ∂V/∂θ = σ² C', ∂V/∂σ = 2σ C."""
     dev = fit._deviance
     theta = _deviance_theta(fit)  # df are invariant to this rescaling of θ at the optimum
     sigma = float(fit.sigma)
-    varpar = np.append(theta, sigma)
+    nu = dev.n - dev.p if fit.reml else dev.n
     with _blas(fit):
-        H = hessian(lambda v: varpar_deviance(fit, v), varpar)
-        if not np.isfinite(H).all():
-            raise MultilevelError(
-                "the Hessian of the criterion in (theta, sigma) is not finite; "
-                "Satterthwaite df are not available for this fit"
-            )
-        w, U = np.linalg.eigh((H + H.T) / 2)
-        tol = 1e-8
-        if (w < -tol).any():
-            warnings.warn(
-                f"the Hessian of the criterion has {(w < -tol).sum()} negative eigenvalue(s) "
-                f"({', '.join(f'{v:.1e}' for v in w[w < -tol])}): the fit may not have "
-                "converged; Satterthwaite df use its positive part",
-                stacklevel=3,
-            )
-        elif (np.abs(w) <= tol).any():
-            warnings.warn(
-                "the Hessian of the criterion has eigenvalue(s) close to zero: the variance "
-                "parameters are poorly determined (singular fit?)",
-                stacklevel=3,
-            )
-        pos = w > tol
-        A = 2.0 * (U[:, pos] / w[pos]) @ U[:, pos].T
-        C0 = _unscaled_vcov(dev, theta)
-        jt = jacobian(lambda t: _unscaled_vcov(dev, t).ravel(), theta)  # (p*p, k_θ)
-    p = C0.shape[0]
-    k = len(varpar)
-    J = np.empty((k, p, p))
-    for i in range(len(theta)):
-        Ji = sigma**2 * jt[:, i].reshape(p, p)
+        f0, grad, hess = gen_d(lambda t: _theta_parts(dev, fit.reml, t), theta)
+    k = len(theta)
+    p = dev.p
+    w, dw, d2w = f0[1], grad[1], hess[1]
+    H = np.empty((k + 1, k + 1))
+    H[:k, :k] = hess[0] + d2w / sigma**2
+    H[:k, k] = H[k, :k] = -2.0 * dw / sigma**3
+    H[k, k] = -2.0 * nu / sigma**2 + 6.0 * w / sigma**4
+    if not np.isfinite(H).all():
+        raise MultilevelError(
+            "the Hessian of the criterion in (theta, sigma) is not finite; "
+            "Satterthwaite df are not available for this fit"
+        )
+    ev, U = np.linalg.eigh((H + H.T) / 2)
+    tol = 1e-8
+    if (ev < -tol).any():
+        warnings.warn(
+            f"the Hessian of the criterion has {(ev < -tol).sum()} negative eigenvalue(s) "
+            f"({', '.join(f'{v:.1e}' for v in ev[ev < -tol])}): the fit may not have "
+            "converged; Satterthwaite df use its positive part",
+            stacklevel=3,
+        )
+    elif (np.abs(ev) <= tol).any():
+        warnings.warn(
+            "the Hessian of the criterion has eigenvalue(s) close to zero: the variance "
+            "parameters are poorly determined (singular fit?)",
+            stacklevel=3,
+        )
+    pos = ev > tol
+    A = 2.0 * (U[:, pos] / ev[pos]) @ U[:, pos].T
+    C0 = f0[2:].reshape(p, p)
+    J = np.empty((k + 1, p, p))
+    for i in range(k):
+        Ji = sigma**2 * grad[2:, i].reshape(p, p)
         J[i] = (Ji + Ji.T) / 2
-    J[-1] = 2.0 * sigma * C0  # ∂(σ² C)/∂σ
+    J[k] = 2.0 * sigma * C0
     return Satterthwaite(sigma**2 * C0, A, J)
 
 
-# -- Richardson-extrapolated derivatives (numDeriv's scheme) ------------------------------
+# -- Richardson-extrapolated derivatives (numDeriv's genD) --------------------------------
 _ZERO_TOL = math.sqrt(np.finfo(float).eps / 7e-7)
-
-
-def _steps(x: np.ndarray, d: float, eps: float) -> np.ndarray:
-    return np.abs(d * x) + eps * (np.abs(x) < _ZERO_TOL)
 
 
 def _richardson(a: list) -> np.ndarray:
@@ -356,54 +363,44 @@ def _richardson(a: list) -> np.ndarray:
     return a[0]
 
 
-def jacobian(F, x, d: float = 1e-4, eps: float = 1e-4, r: int = 4) -> np.ndarray:
-    """∂F/∂x (m, k) of a vector function by Richardson-extrapolated central differences,
-    step d|x_i| (eps where x_i ≈ 0) halved r-1 times."""
+def gen_d(F, x, d: float = 0.1, eps: float = 1e-4, r: int = 4):
+    """F(x) (m,), its Jacobian (m, k) and second derivatives (m, k, k) as numDeriv's ``genD``:
+    central differences at steps h = d|x_i| (eps where x_i ≈ 0), h/2, ..., h/2^(r-1),
+    Richardson-extrapolated; the mixed ones from F(x ± (h_i e_i + h_j e_j)) and the pure."""
     x = np.asarray(x, dtype=float)
-    h0 = _steps(x, d, eps)
-    cols = []
-    for i in range(len(x)):
-        est = []
-        h = h0.copy()
-        for _ in range(r):
-            e = np.zeros_like(x)
-            e[i] = h[i]
-            est.append((np.asarray(F(x + e)) - np.asarray(F(x - e))) / (2 * h[i]))
-            h = h / 2
-        cols.append(_richardson(est))
-    return np.column_stack(cols)
+    k = len(x)
+    f0 = np.atleast_1d(np.asarray(F(x), dtype=float))
+    h0 = np.abs(d * x) + eps * (np.abs(x) < _ZERO_TOL)
+    grad = np.empty((len(f0), k))
+    hess = np.empty((len(f0), k, k))
+    for i in range(k):
+        g, s = [], []
+        for lev in range(r):
+            h = h0[i] / 2**lev
+            e = np.zeros(k)
+            e[i] = h
+            f1, f2 = np.atleast_1d(F(x + e)), np.atleast_1d(F(x - e))
+            g.append((f1 - f2) / (2 * h))
+            s.append((f1 - 2 * f0 + f2) / h**2)
+        grad[:, i] = _richardson(g)
+        hess[:, i, i] = _richardson(s)
+    for i in range(k):
+        for j in range(i):
+            s = []
+            for lev in range(r):
+                hi, hj = h0[i] / 2**lev, h0[j] / 2**lev
+                e = np.zeros(k)
+                e[i], e[j] = hi, hj
+                f1, f2 = np.atleast_1d(F(x + e)), np.atleast_1d(F(x - e))
+                num = f1 - 2 * f0 + f2 - hess[:, i, i] * hi**2 - hess[:, j, j] * hj**2
+                s.append(num / (2 * hi * hj))
+            hess[:, i, j] = hess[:, j, i] = _richardson(s)
+    return f0, grad, hess
 
 
 def hessian(f, x, d: float = 0.1, eps: float = 1e-4, r: int = 4) -> np.ndarray:
-    """Hessian (k, k) of a scalar function as numDeriv's ``genD``: Richardson-extrapolated
-    second differences, the off-diagonal ones from f(x ± h_i e_i ± h_j e_j) and the diagonal."""
-    x = np.asarray(x, dtype=float)
-    k = len(x)
-    f0 = f(x)
-    h0 = _steps(x, d, eps)
-    diag = np.empty(k)
-    for i in range(k):
-        est = []
-        h = h0.copy()
-        for _ in range(r):
-            e = np.zeros(k)
-            e[i] = h[i]
-            est.append((f(x + e) - 2 * f0 + f(x - e)) / h[i] ** 2)
-            h = h / 2
-        diag[i] = _richardson(est)
-    H = np.diag(diag)
-    for i in range(k):
-        for j in range(i):
-            est = []
-            h = h0.copy()
-            for _ in range(r):
-                e = np.zeros(k)
-                e[i], e[j] = h[i], h[j]
-                num = f(x + e) - 2 * f0 + f(x - e) - diag[i] * h[i] ** 2 - diag[j] * h[j] ** 2
-                est.append(num / (2 * h[i] * h[j]))
-                h = h / 2
-            H[i, j] = H[j, i] = _richardson(est)
-    return H
+    """Hessian (k, k) of a scalar function (see :func:`gen_d`)."""
+    return gen_d(lambda v: [f(v)], x, d, eps, r)[2][0]
 
 
 # ----------------------------------------------------------------------------------------
