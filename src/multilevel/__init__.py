@@ -6,6 +6,7 @@
 
 from . import datasets
 from .api import fit
+from .compare import anova
 from .errors import DataError, FormulaError, MultilevelError
 from .io import load
 from .results import LinearMixedModel
@@ -13,6 +14,7 @@ from .results import LinearMixedModel
 __all__ = [
     "fit",
     "load",
+    "anova",
     "datasets",
     "LinearMixedModel",
     "MultilevelError",
