@@ -387,11 +387,28 @@ class LinearMixedModel:
     def residuals(self) -> np.ndarray:
         return self._frame.y - self.fitted
 
-    def predict(self, newdata=None, new_groups: str = "population") -> np.ndarray:
+    def predict(
+        self,
+        newdata=None,
+        new_groups: str = "population",
+        interval: str | None = None,
+        level: float = 0.95,
+        ndraws: int = 1000,
+        seed=None,
+    ):
         """Predictions: fixed part plus the conditional modes of the groups in ``newdata``.
 
         A level not seen in the fit contributes nothing (``new_groups="population"``, as
-        lme4's ``allow.new.levels=TRUE``) or raises (``new_groups="error"``)."""
+        lme4's ``allow.new.levels=TRUE``) or raises (``new_groups="error"``).
+        ``interval="confidence"`` or ``"prediction"``: a DataFrame (fit, lower, upper) by
+        simulation, see :func:`multilevel.predict.predict_interval` (also
+        ``new_groups="draw"``)."""
+        if interval is not None:
+            from .predict import predict_interval
+
+            return predict_interval(
+                self, newdata, interval, level, ndraws, seed, new_groups=new_groups
+            )
         if newdata is None:
             return self.fitted
         if new_groups not in ("population", "error"):
