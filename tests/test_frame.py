@@ -390,6 +390,27 @@ def test_one_fewer_random_effect_than_observations_is_allowed():
     assert build_frame("y ~ x + (1 + x | g)", df).reterms[0].k == 2
 
 
+def test_fixed_and_random_effects_that_fit_every_observation_are_refused():
+    # found by tests/test_fit_hypothesis.py: 4 rows, 3 fixed effects and 2 groups; each
+    # term passes the check above, but [X Z] has rank 4 = n, the ML deviance had no minimum
+    # (it falls without bound as the variance of g grows) and the fit claimed convergence
+    df = pd.DataFrame(
+        {
+            "y": [3.358459, 2.456435, 3.113218, 1.305242],
+            "x": [0.125730, -0.132105, 0.640423, 0.104900],
+            "w": [0.626540, 0.825511, 0.213272, 0.458993],
+            "g": ["G0", "G0", "G1", "G1"],
+            "h": [1, 1, 1, 2],
+        }
+    )
+    for formula in ["y ~ x + w + (1 | g)", "y ~ x + w + (1 | g) + (1 | h)"]:
+        with pytest.raises(DataError, match=r"fit all 4 observations exactly \(rank 4\)"):
+            fit_quiet(formula, df, reml=False)
+    # one row more leaves a residual degree of freedom: fitted
+    df5 = pd.concat([df, df.iloc[[0]].assign(y=3.0)], ignore_index=True)
+    assert np.isfinite(fit_quiet("y ~ x + w + (1 | g)", df5, reml=False).objective)
+
+
 @pytest.mark.parametrize(
     "column, formula, words",
     [

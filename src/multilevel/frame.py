@@ -272,6 +272,7 @@ def build_frame(formula: str, data) -> ModelFrame:
                 f"({rt.nlevels} levels x {rt.k}), not fewer than the {n} observations; "
                 "the random-effects parameters and the residual variance are unidentifiable"
             )
+    _check_exact_fit(X, reterms, n)
     return ModelFrame(
         formula=mf,
         y=y,
@@ -284,6 +285,43 @@ def build_frame(formula: str, data) -> ModelFrame:
         response_name=mf.response,
         data=sub,
     )
+
+
+#: Largest [X Z] (entries) that :func:`_check_exact_fit` factors densely.
+EXACT_FIT_CHECK_SIZE = 4_000_000
+
+
+def _check_exact_fit(X: np.ndarray, reterms: list[ReTerm], n: int) -> None:
+    """Refuse a model whose fixed and random effects together can fit every observation
+    exactly: rank [X Z] = n. Then the ML deviance falls without bound as the variances grow
+    (σ → 0) and the REML criterion does not depend on them, so there is no estimate, only
+    whatever point an optimiser stops at. lme4 checks each term alone (nobs vs. nRE, as we
+    do above) and rank(Z) only on request. The rank can reach n only when the columns
+    number n or more; then [X Z] is factored densely when it is small enough (larger
+    designs with so many random effects are left unchecked)."""
+    p = X.shape[1]
+    q = sum(rt.nlevels * rt.k for rt in reterms)
+    if p + q < n or n * (p + q) > EXACT_FIT_CHECK_SIZE:
+        return
+    M = np.zeros((n, p + q))
+    M[:, :p] = X
+    o = p
+    rows = np.arange(n)
+    for rt in reterms:
+        for a in range(rt.k):
+            M[rows, o + rt.codes * rt.k + a] = rt.Z[:, a]
+        o += rt.nlevels * rt.k
+    norms = np.linalg.norm(M, axis=0)
+    M = M[:, norms > 0] / norms[norms > 0]
+    rank = int(np.linalg.matrix_rank(M))
+    if rank >= n:
+        terms = ", ".join(str(rt.term) for rt in reterms)
+        raise DataError(
+            f"the fixed effects ({p} column{'s' if p != 1 else ''}) and the random effects "
+            f"{terms} ({q}) together fit all {n} observations exactly (rank {rank}); the "
+            "random-effects parameters and the residual variance are unidentifiable: use "
+            "fewer terms or more data"
+        )
 
 
 def _looks_numeric(col: pd.Series) -> bool:
