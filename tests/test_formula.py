@@ -185,6 +185,10 @@ def test_empty_parentheses_as_response():
         ("(1 | g) ~ x", "response", 3),
         ("y ~ x + ()", "empty parentheses", 8),
         ("y ~ x - (1 | g)", "cannot be removed", 8),
+        # found by tests/test_formula_hypothesis.py: a '~' inside a bar crashed (AttributeError)
+        ("y ~ (0 ~ 1 | g)", "inside brackets", 7),
+        ("y ~ (y ~ 1 || g)", "inside brackets", 7),
+        ("(y ~ x) ~ (1 | g)", "inside brackets", 3),
     ],
 )
 def test_syntax_errors_say_what_and_where(formula, words, position):

@@ -297,6 +297,14 @@ def parse_formula(text: str) -> ModelFormula:
             text,
             second if second >= 0 else len(text),
         )
+    inner = [i for i, c in enumerate(_code_only(text)) if c == "~" and i != len(sides[0])]
+    if inner:
+        raise FormulaError(
+            "a formula has one '~', between the response and the terms; this one is inside "
+            "brackets",
+            text,
+            inner[0],
+        )
     lhs, rhs = sides[0].strip(), sides[1]
     offset = len(sides[0]) + 1
     if not lhs:
