@@ -44,6 +44,28 @@ def _labels(names: list[str], width: int) -> list[str]:
     return out
 
 
+def _satterthwaite(fit):
+    """Satterthwaite t tests for the summary, or None when they cannot be computed (the
+    table then shows t values only, as lme4 does)."""
+    import warnings
+
+    from .errors import MultilevelError
+    from .inference import fixef_tests
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fixef_tests(fit, ddf="satterthwaite")
+    except (MultilevelError, np.linalg.LinAlgError, ValueError, FloatingPointError):
+        return None
+
+
+def _pvalue(p: float) -> str:
+    if not np.isfinite(p):
+        return "NA"
+    return "<2e-16" if p < 2e-16 else f"{p:.3g}"
+
+
 def summary_text(fit) -> str:
     """lme4-style summary: criterion, scaled residuals, random effects, fixed effects with
     t values, their correlations, and plain-word notes on dropped rows and singularity."""
@@ -103,14 +125,30 @@ def summary_text(fit) -> str:
     groups = ", ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
     lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
     lines.append("")
-    lines.append("Fixed effects:")
     fe = fit.fixef
     se = fit.fixef_se
-    rows = [
-        [name, f"{fe[name]:.6g}", f"{se[name]:.6g}", f"{fe[name] / se[name]:.3f}"]
-        for name in fe.index
-    ]
-    lines.extend(_table(rows, ["", "Estimate", "Std. Error", "t value"]))
+    tests = _satterthwaite(fit)
+    if tests is None:
+        lines.append("Fixed effects:")
+        rows = [
+            [name, f"{fe[name]:.6g}", f"{se[name]:.6g}", f"{fe[name] / se[name]:.3f}"]
+            for name in fe.index
+        ]
+        lines.extend(_table(rows, ["", "Estimate", "Std. Error", "t value"]))
+    else:
+        lines.append("Fixed effects (Satterthwaite's degrees of freedom, as lmerTest):")
+        rows = [
+            [
+                name,
+                f"{fe[name]:.6g}",
+                f"{se[name]:.6g}",
+                f"{tests.loc[name, 'df']:.2f}",
+                f"{fe[name] / se[name]:.3f}",
+                _pvalue(tests.loc[name, "Pr(>|t|)"]),
+            ]
+            for name in fe.index
+        ]
+        lines.extend(_table(rows, ["", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]))
     if len(fe) > 12:
         lines.append("")
         lines.append(
