@@ -187,7 +187,8 @@ def plot_group_regression(
         ax.set_xlabel(f"{d.wnames[w]} ({model.group}-level predictor)")
     ax.errorbar(xs, est, yerr=se, fmt="o", ms=3.5, color="black", ecolor="#999999", lw=0.8)
     ax.set_ylabel(f"estimated {sym} ({_label(name)}) ± 1 SE")
-    ax.set_title(f"{model.group}-level regression of {sym}", fontsize=11)
+    title = f"{model.group}-level regression of {sym}" if w is not None else f"{sym} by group size"
+    ax.set_title(title, fontsize=11)
     return fig
 
 
