@@ -1,10 +1,20 @@
 """Parametric bootstrap of a linear mixed model (lme4's ``bootMer``).
 
-Replicate r draws y*_r from the fitted model (:mod:`multilevel.simulate`) and refits it:
-the blocks of the new response come from :func:`multilevel.blocks.with_response` (one pass
-over y), the deviance shares the fit's θ-independent structure
-(:meth:`ProfiledDeviance.with_crossproducts`), and the optimiser starts at θ̂, where the
-replicate's optimum usually is near. From the refit's θ*, σ* and β*:
+Replicate r draws y*_r from the fitted model (:mod:`multilevel.simulate`) and refits it by
+the fit's criterion. The blocks of the new response come from
+:func:`multilevel.blocks.with_response` (one pass over y) and every refit starts at θ̂, where
+the replicate's optimum usually is near.
+
+* Models with one random-effects term: a batch of replicates is refitted together,
+  :class:`BatchDeviance` evaluating the deviance of all of them (each at its own θ) in a few
+  vectorised operations and :func:`batch_newton` running Newton's method on all rows at once
+  (finite-difference derivatives). Optima on or near the boundary are checked from lme4's
+  start and from off the boundary, as :func:`multilevel.optimize.minimize_theta` does.
+* Other models, and replicates where Newton's method does not converge: one refit at a
+  time with BOBYQA (:func:`refit_estimates`), the deviance sharing the fit's θ-independent
+  structure (:meth:`ProfiledDeviance.with_crossproducts`).
+
+From the refit's θ*, σ* and β*:
 
     estimates_r = (σ-scale SDs and correlations, σ*, β*)       one row of ``estimates``
 
@@ -21,7 +31,7 @@ import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import nlopt
 import numpy as np
@@ -32,7 +42,7 @@ from .api import blas_threads_for
 from .blocks import CrossProducts, with_response
 from .deviance import ProfiledDeviance, ThetaLayout
 from .errors import MultilevelError
-from .optimize import on_boundary
+from .optimize import BOUNDARY, on_boundary
 from .simulate import SimModel, _check_count
 
 # ---------------------------------------------------------------------------------------
@@ -261,11 +271,14 @@ def refit_estimates(task: BootTask, y: np.ndarray):
     with blas_threads_for(dev):
         step = np.maximum(0.2 * np.abs(task.theta), 0.05)
         x, fx, _ = minimize_from(dev, task.theta, lay.lower, step=step)
-        if not np.isfinite(fx) or len(on_boundary(x, lay)):
-            # a boundary optimum may be a false one: try from lme4's start as well
-            x1, f1, _ = minimize_from(dev, lay.start, lay.lower)
-            if f1 < fx:
-                x, fx = x1, f1
+        small = _near_zero(lay, x, task.theta)
+        if not np.isfinite(fx) or len(on_boundary(x, lay)) or small.any():
+            # an optimum on or near the boundary may be a false one: try from lme4's start
+            # and from off the boundary (those SDs' columns reset) as well
+            for x0 in (lay.start, _off_boundary(lay, x, small)):
+                x1, f1, _ = minimize_from(dev, x0, lay.lower, step=0.5)
+                if f1 < fx:
+                    x, fx = x1, f1
         fac = dev.factor(x) if np.isfinite(fx) else None
     nt, p = lay.size, dev.p
     if fac is None:
@@ -277,6 +290,28 @@ def refit_estimates(task: BootTask, y: np.ndarray):
     sigma = math.sqrt(fac.pwrss / (dev.n - p if task.reml else dev.n))
     theta = theta_for_data(lay, x, dev.cp.z_scale)
     return theta, sdcor_from_theta(lay, theta, sigma), beta, fx
+
+
+def _near_zero(lay: ThetaLayout, theta: np.ndarray, theta_hat: np.ndarray) -> np.ndarray:
+    """Diagonal elements of Λ at or near 0: below 1e-3, or below a tenth of θ̂'s largest
+    diagonal element. ``theta`` (..., len θ); a boolean array of the same shape."""
+    diag = lay.row == lay.col
+    small = max(10 * BOUNDARY, 0.1 * float(np.abs(np.asarray(theta_hat)[diag]).max()))
+    return (np.abs(theta) < small) & diag
+
+
+def _off_boundary(lay: ThetaLayout, theta: np.ndarray, small: np.ndarray) -> np.ndarray:
+    """θ (..., len θ) with each ``small`` diagonal element set to 1 and the rest of its
+    column of Λ to 0 (starts off the boundary, as :mod:`multilevel.optimize` restarts)."""
+    theta = np.asarray(theta, dtype=float)
+    out = np.atleast_2d(theta).copy()
+    small = np.broadcast_to(np.atleast_2d(small), out.shape)
+    for i in np.flatnonzero(lay.row == lay.col):
+        col = (lay.term == lay.term[i]) & (lay.col == lay.col[i])
+        hit = small[:, i]
+        out[np.ix_(hit, col)] = 0.0
+        out[hit, i] = 1.0
+    return out.reshape(theta.shape)
 
 
 _WORKER_TASK: BootTask | None = None
@@ -294,13 +329,302 @@ def _init_worker(task: BootTask) -> None:
         pass
 
 
+# ---------------------------------------------------------------------------------------
+# Many replicates at once (models with one random-effects term)
+# ---------------------------------------------------------------------------------------
+
+
+def _chol_logdet_inv(M: np.ndarray):
+    """log det and inverse of a stack (..., k, k) of small positive definite matrices, by a
+    Cholesky factorisation written out over k (vectorised over the stack: LAPACK called per
+    3 x 3 matrix costs more than the arithmetic)."""
+    k = M.shape[-1]
+    L = np.zeros_like(M)
+    for j in range(k):
+        L[..., j, j] = np.sqrt(M[..., j, j] - (L[..., j, :j] ** 2).sum(axis=-1))
+        for i in range(j + 1, k):
+            dot = (L[..., i, :j] * L[..., j, :j]).sum(axis=-1)
+            L[..., i, j] = (M[..., i, j] - dot) / L[..., j, j]
+    Li = np.zeros_like(M)  # L⁻¹, lower triangular
+    for j in range(k):
+        Li[..., j, j] = 1.0 / L[..., j, j]
+        for i in range(j + 1, k):
+            Li[..., i, j] = -(L[..., i, j:i] * Li[..., j:i, j]).sum(axis=-1) / L[..., i, i]
+    logdet = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
+    return logdet, np.swapaxes(Li, -1, -2) @ Li
+
+
+class BatchDeviance:
+    """The profiled (RE)ML deviance of R responses at once, each at its own θ, for a model
+    with one random-effects term (k effects per level, l levels), from the same blocks and
+    by the same formulas as :class:`ProfiledDeviance` (tests compare the two):
+
+        M_rc = Λ_r'A_cΛ_r + I,  G_rc = Λ_r M_rc⁻¹ Λ_r'                (R, l, k, k)
+        S_r = W_r'W_r - Σ_c B_rc' G_rc B_rc = L_r L_r'                  (R, p+1, p+1)
+
+    with B_rc = [Z_c'X | Z_c'y_r]; only the y column and row differ between replicates.
+    ``blocks``: one :class:`CrossProducts` per response (from ``with_response``)."""
+
+    def __init__(self, dev: ProfiledDeviance, blocks: list[CrossProducts]):
+        cp = dev.cp
+        p, k, l1 = dev.p, dev.k1, dev.l1
+        self.lay, self.n, self.p, self.k, self.reml = dev.layout, dev.n, p, k, dev.reml
+        self.A = cp.diag[0]
+        self.BX = cp.zw[0][:, :p].reshape(l1, k, p)
+        self.XX = cp.ww[:p, :p]
+        zy = np.stack([b.zw[0][:, p] for b in blocks]).reshape(len(blocks), l1, k)
+        self.zy = zy
+        self.xy = np.stack([b.ww[:p, p] for b in blocks])
+        self.yy = np.array([b.ww[p, p] for b in blocks])
+        self.ld_x = 2.0 * cp.std.log_scale
+        # Σ_c B_c'G_c B_c as products with vec(G) (R, l k k): the X'X part through
+        # P[(c,a,b), (i,j)] = BX[c,a,i] BX[c,b,j], the X'y part through BX, the y'y part
+        # through zy zy'
+        BX = self.BX
+        self.P = np.einsum("cai,cbj->cabij", BX, BX).reshape(l1 * k * k, p * p)
+        self.BXab = np.broadcast_to(BX[:, :, None, :], (l1, k, k, p)).reshape(l1 * k * k, p)
+        self.zz = np.einsum("rca,rcb->rcab", zy, zy).reshape(len(blocks), l1 * k * k)
+        self.evaluations = 0
+
+    def _first(self, theta: np.ndarray):
+        """log det M (R,) and G (R, l, k, k) for θ (R, len θ)."""
+        R, k, A = theta.shape[0], self.k, self.A
+        lam = np.zeros((R, k, k))
+        lam[:, self.lay.row, self.lay.col] = theta
+        if k == 1:
+            t2 = lam[:, 0, 0, None] ** 2
+            m = t2 * A[None, :, 0, 0] + 1.0
+            return np.log(m).sum(axis=1), (t2 / m)[:, :, None, None]
+        if k == 2:
+            l11, l21, l22 = (lam[:, 0, 0, None], lam[:, 1, 0, None], lam[:, 1, 1, None])
+            a, b, c = A[None, :, 0, 0], A[None, :, 1, 0], A[None, :, 1, 1]
+            u = b * l11 + c * l21
+            m00 = a * l11 * l11 + 2.0 * b * l11 * l21 + c * l21 * l21 + 1.0
+            m01 = l22 * u
+            m11 = c * l22 * l22 + 1.0
+            det = m00 * m11 - m01 * m01
+            pp, qq, rr = m11 / det, -m01 / det, m00 / det
+            G = np.empty((R, A.shape[0], 2, 2))
+            G[..., 0, 0] = l11 * l11 * pp
+            G[..., 0, 1] = G[..., 1, 0] = l11 * (pp * l21 + qq * l22)
+            G[..., 1, 1] = l21 * l21 * pp + 2.0 * l21 * l22 * qq + l22 * l22 * rr
+            return np.log(det).sum(axis=1), G
+        lamT = np.swapaxes(lam, 1, 2)[:, None]
+        M = lamT @ A[None] @ lam[:, None]
+        M[..., np.arange(k), np.arange(k)] += 1.0
+        logdet, Minv = _chol_logdet_inv(M)
+        G = lam[:, None] @ Minv @ lamT
+        return logdet.sum(axis=1), G
+
+    def factor(self, theta: np.ndarray, rows: np.ndarray):
+        """(objective (R,), chol(S) (R, p+1, p+1), pwrss (R,)) for replicates ``rows`` at θ
+        (len(rows), len θ); objective inf where S is not positive definite."""
+        self.evaluations += 1
+        with np.errstate(all="ignore"):
+            return self._factor(theta, rows)
+
+    def _factor(self, theta: np.ndarray, rows: np.ndarray):
+        p = self.p
+        logdet, G = self._first(theta)
+        R = len(rows)
+        g = G.reshape(R, -1)  # vec(G_c) level by level, (a, b) within
+        gz = (G * self.zy[rows][:, :, None, :]).reshape(R, -1)  # G_c[a, b] zy_c[b]
+        S = np.empty((R, p + 1, p + 1))
+        # einsum, not BLAS: each replicate's numbers must not depend on the batch it is in
+        S[:, :p, :p] = self.XX - np.einsum("ri,ij->rj", g, self.P).reshape(R, p, p)
+        S[:, p, :p] = S[:, :p, p] = self.xy[rows] - np.einsum("ri,ij->rj", gz, self.BXab)
+        S[:, p, p] = self.yy[rows] - np.einsum("ri,ri->r", g, self.zz[rows])
+        obj = np.full(len(rows), np.inf)
+        L = np.zeros_like(S)
+        ok = np.isfinite(S).all(axis=(1, 2)) & np.isfinite(logdet)
+        try:
+            L[ok] = np.linalg.cholesky(S[ok])
+        except np.linalg.LinAlgError:  # one at a time to find the failures
+            for i in np.flatnonzero(ok):
+                try:
+                    L[i] = np.linalg.cholesky(S[i])
+                except np.linalg.LinAlgError:
+                    ok[i] = False
+        d = np.diagonal(L, axis1=1, axis2=2)
+        pwrss = d[:, -1] ** 2
+        ok &= pwrss > 0
+        n = self.n
+        if self.reml:
+            nu = n - p
+            ldrx = 2.0 * np.log(d[:, :p]).sum(axis=1) + self.ld_x
+            val = logdet + ldrx + nu * (1.0 + np.log(2.0 * np.pi * pwrss / nu))
+        else:
+            val = logdet + n * (1.0 + np.log(2.0 * np.pi * pwrss / n))
+        ok &= np.isfinite(val)
+        obj[ok] = val[ok]
+        return obj, L, pwrss
+
+    def __call__(self, theta: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return self.factor(theta, rows)[0]
+
+
+def batch_newton(f, x0: np.ndarray, h: np.ndarray, maxit: int = 50):
+    """Minimise f(x_r) for every row r of ``x0`` (R, d) at once by Newton's method with
+    finite-difference derivatives (step h (d,)), eigenvalue-modified Hessians and
+    backtracking. ``f(X, rows)`` evaluates rows ``rows`` at X (len(rows), d).
+
+    Returns (x, f(x), converged (R,)): converged where the predicted decrease g'H⁻¹g/2 fell
+    below 1e-7 with a positive definite Hessian (after which one more step was taken)."""
+    R, d = x0.shape
+    x = x0.astype(float, copy=True)
+    rows_all = np.arange(R)
+    fx = f(x, rows_all)
+    active = np.isfinite(fx)
+    converged = np.zeros(R, dtype=bool)
+    E = np.diag(h)
+    for _ in range(maxit):
+        idx = np.flatnonzero(active)
+        if len(idx) == 0:
+            break
+        xa, f0 = x[idx], fx[idx]
+        fp = np.column_stack([f(xa + E[i], idx) for i in range(d)])
+        fm = np.column_stack([f(xa - E[i], idx) for i in range(d)])
+        g = (fp - fm) / (2.0 * h)
+        H = np.empty((len(idx), d, d))
+        H[:, np.arange(d), np.arange(d)] = (fp - 2.0 * f0[:, None] + fm) / h**2
+        for i in range(d):
+            for j in range(i + 1, d):
+                fij = f(xa + E[i] + E[j], idx)
+                H[:, i, j] = H[:, j, i] = (fij - fp[:, i] - fp[:, j] + f0) / (h[i] * h[j])
+        good = np.isfinite(H).all(axis=(1, 2)) & np.isfinite(g).all(axis=1)
+        H[~good] = np.eye(d)
+        g[~good] = 0.0
+        w, V = np.linalg.eigh(H)
+        pd_ = w.min(axis=1) > 0
+        wmax = np.abs(w).max(axis=1, keepdims=True)
+        wm = np.maximum(np.abs(w), 1e-8 * np.maximum(wmax, 1e-300))
+        step = -np.einsum("rij,rj->ri", V, np.einsum("rji,rj->ri", V, g) / wm)
+        # at a saddle (e.g. a zero SD when the optimum is not there) g is ~0: go down the
+        # direction of negative curvature
+        neg = w[:, 0] < 0
+        if neg.any():
+            v = V[neg, :, 0]
+            v *= -np.sign(np.einsum("ri,ri->r", v, g[neg]) + 1e-300)[:, None]
+            step[neg] += 0.1 * np.maximum(np.abs(xa[neg]).max(axis=1), 1.0)[:, None] * v
+        # no step longer than twice the size of x (flat directions: nearly singular H)
+        cap = 2.0 * np.maximum(np.abs(xa).max(axis=1), 1.0)
+        big = np.abs(step).max(axis=1) / cap
+        step[big > 1] /= big[big > 1, None]
+        dec = -0.5 * np.einsum("ri,ri->r", g, step)
+        done = good & pd_ & (dec < 1e-7)
+        # backtracking line search on the rows that are still moving
+        alpha = np.ones(len(idx))
+        accepted = ~good  # rows with bad derivatives stop below
+        slope = np.einsum("ri,ri->r", g, step)
+        newx, newf = xa.copy(), f0.copy()
+        for _ls in range(30):
+            todo = np.flatnonzero(~accepted)
+            if len(todo) == 0:
+                break
+            trial = xa[todo] + alpha[todo, None] * step[todo]
+            ft = f(trial, idx[todo])
+            ok = ft <= f0[todo] + 1e-4 * alpha[todo] * slope[todo]
+            ok |= done[todo] & (ft <= f0[todo])
+            newx[todo[ok]], newf[todo[ok]] = trial[ok], ft[ok]
+            accepted[todo[ok]] = True
+            alpha[todo[~ok]] *= 0.5
+        x[idx], fx[idx] = newx, newf
+        converged[idx[done]] = True
+        stop = done | ~good | ~accepted
+        active[idx[stop]] = False
+    return x, fx, converged
+
+
 def _run_chunk(indices: list[int], seeds: list[np.random.SeedSequence], task=None):
+    """Replicates ``indices`` with generators from ``seeds``: (index, θ, σ-scale parameters,
+    β, objective) each. Single-term models go through :class:`BatchDeviance` and
+    :func:`batch_newton` together (the deviance depends on θ through ΛΛ' only, so Newton's
+    method runs unconstrained and columns of Λ are flipped to a non-negative diagonal at the
+    end); replicates where it does not converge are refitted one by one from θ̂ with BOBYQA
+    (:func:`refit_estimates`), as are all replicates of other models."""
     task = task if task is not None else _WORKER_TASK
-    out = []
-    for i, ss in zip(indices, seeds, strict=True):
-        y = task.sim.draw(np.random.default_rng(ss), 1)[:, 0]
-        out.append((i, *refit_estimates(task, y)))
+    ys = [task.sim.draw(np.random.default_rng(ss), 1)[:, 0] for ss in seeds]
+    out: list = [None] * len(indices)
+    slow = list(range(len(indices)))
+    dev = task.dev
+    if dev.qr == 0 and len(indices) > 1:
+        # sub-batches of at most ~4M numbers in the (R, l, k, k, p) arrays
+        size = max(2, int(4e6 // (dev.l1 * dev.k1 * dev.k1 * max(dev.p, 1) + 1)))
+        for s in range(0, len(indices), size):
+            part = list(range(s, min(s + size, len(indices))))
+            for r, res in zip(part, _batch_refits(task, [ys[r] for r in part]), strict=True):
+                if res is not None:
+                    out[r] = (indices[r], *res)
+        slow = [r for r in range(len(indices)) if out[r] is None]
+    for r in slow:
+        out[r] = (indices[r], *refit_estimates(task, ys[r]))
     return out
+
+
+def _batch_refits(task: BootTask, ys: list[np.ndarray]) -> list:
+    """(θ, σ-scale parameters, β, objective) of each response refitted by
+    :func:`batch_newton` from θ̂, or None where Newton's method did not converge."""
+    dev = task.dev
+    lay = dev.layout
+    blocks = [with_response(task.cp, task.design, y) for y in ys]
+    bd = BatchDeviance(dev, blocks)
+    th0 = np.asarray(task.theta, dtype=float).copy()
+    diag = lay.row == lay.col
+    # θ̂ with a zero SD is a saddle of the (sign-symmetric) deviance for replicates whose
+    # optimum is not there: start those elements a little off
+    th0[diag & (np.abs(th0) < 0.05)] = 0.05
+    h = 1e-4 * np.maximum(np.abs(th0), max(1e-2, 0.1 * float(np.abs(th0).max())))
+    R = len(ys)
+    with blas_threads_for(dev):
+        x, fx, conv = batch_newton(bd, np.repeat(th0[None, :], R, axis=0), h)
+        # An optimum on or near the boundary (an SD at or near 0) may be a false one: as the
+        # one-by-one refits do, look from lme4's start and from off the boundary too (with
+        # that SD's column reset); keep the best.
+        near = _near_zero(lay, _positive_diagonal(lay, x), task.theta)
+        edge = np.flatnonzero(conv & near.any(axis=1))
+        if len(edge):
+            off = _off_boundary(lay, _positive_diagonal(lay, x[edge]), near[edge])
+            for start in (np.repeat(lay.start[None, :], len(edge), axis=0), off):
+                sub = _Rows(bd, edge)
+                x2, f2, c2 = batch_newton(sub, start, h)
+                better = c2 & (f2 < fx[edge] - 1e-9 * np.maximum(1.0, np.abs(fx[edge])))
+                x[edge[better]], fx[edge[better]] = x2[better], f2[better]
+        fast = np.flatnonzero(conv & np.isfinite(fx))
+        out: list = [None] * R
+        if len(fast) == 0:
+            return out
+        xf = _positive_diagonal(lay, x[fast])
+        obj, L, pwrss = bd.factor(xf, fast)
+    p = dev.p
+    for j, r in enumerate(fast):
+        Lx = L[j, :p, :p]
+        beta_s = solve_triangular(Lx.T, L[j, p, :p], lower=False) if p else np.zeros(0)
+        beta = dev.cp.std.beta(beta_s)
+        sigma = math.sqrt(pwrss[j] / (dev.n - p if task.reml else dev.n))
+        theta = theta_for_data(lay, xf[j], dev.cp.z_scale)
+        out[r] = (theta, sdcor_from_theta(lay, theta, sigma), beta, float(obj[j]))
+    return out
+
+
+class _Rows:
+    """A :class:`BatchDeviance` restricted to some of its replicates (rows renumbered)."""
+
+    def __init__(self, bd: BatchDeviance, rows: np.ndarray):
+        self.bd, self.rows = bd, rows
+
+    def __call__(self, theta: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return self.bd(theta, self.rows[rows])
+
+
+def _positive_diagonal(lay: ThetaLayout, theta: np.ndarray) -> np.ndarray:
+    """Flip the sign of every column of Λ with a negative diagonal element (the deviance
+    depends on Λ only through ΛΛ'-invariant quantities, so it does not change)."""
+    theta = theta.copy()
+    for i in np.flatnonzero(lay.row == lay.col):
+        col = (lay.term == lay.term[i]) & (lay.col == lay.col[i])
+        neg = theta[:, i] < 0
+        theta[np.ix_(neg, col)] *= -1.0
+    return theta
 
 
 class _Progress:
@@ -359,7 +683,6 @@ class BootstrapResult:
     seed: int | None
     seconds: float = 0.0
     workers: int = 1
-    extra: dict = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -444,14 +767,15 @@ def bootstrap(
     rows: list = [None] * n
     try:
         if workers == 1:
-            step = max(1, n // 100)
+            step = max(100, math.ceil(n / 10))  # refits go in batches; the bar moves per batch
+            # (a replicate's numbers do not depend on the batch it is in)
             for s in range(0, n, step):
                 idx = list(range(s, min(s + step, n)))
                 for r in _run_chunk(idx, [children[i] for i in idx], task):
                     rows[r[0]] = r[1:]
                 bar.update(len(idx))
         else:
-            size = max(1, min(50, math.ceil(n / (workers * 8))))
+            size = max(25, min(250, math.ceil(n / (workers * 4))))
             with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(task,)) as pool:
                 futs = []
                 for s in range(0, n, size):
