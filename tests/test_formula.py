@@ -206,6 +206,18 @@ def test_syntax_errors_say_what_and_where(formula, words, position):
     assert "\n" not in err.one_line()
 
 
+@pytest.mark.parametrize(
+    "formula", ["y ~ (1 | g\n0) + 1", ":\ny ~ (1 | g)", "y ~ (1 | g) + (1 + z | g)\n0 + 1"]
+)
+def test_one_line_error_when_the_reason_quotes_a_newline(formula):
+    # found by tests/test_formula_hypothesis.py: the reason quoted the part of the formula
+    # at fault, newline included, and one_line() (what the command line prints) was two lines
+    with pytest.raises(FormulaError) as info:
+        parse_formula(formula)
+    assert "\n" in info.value.reason
+    assert "\n" not in info.value.one_line()
+
+
 @pytest.mark.parametrize("bad", [None, 5, "", "   "])
 def test_empty_or_non_string_formula(bad):
     with pytest.raises(FormulaError, match="empty|must be a string"):

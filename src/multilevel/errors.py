@@ -35,7 +35,8 @@ class FormulaError(MultilevelError):
         near = self.formula[self.position :].strip()
         near = " ".join(near.split())
         where = f", near '{near[:30]}'" if near else ", at the end"
-        return f"{self.reason} (column {self.position + 1}{where} of '{shown}')"
+        reason = " ".join(self.reason.split())  # it may quote a part of the formula
+        return f"{reason} (column {self.position + 1}{where} of '{shown}')"
 
 
 class DataError(MultilevelError):
