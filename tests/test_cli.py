@@ -324,3 +324,57 @@ def test_subprocess(subprocess_results, case):
     else:
         assert "sleepstudy" in out
     assert not marker.exists()
+
+
+def test_cli_confidence_intervals_and_compare(capsys):
+    from multilevel.cli import main
+
+    assert main(["fit", "sleepstudy", "Reaction ~ Days + (Days | Subject)", "--ci", "wald"]) == 0
+    out = capsys.readouterr().out
+    assert "Confidence intervals (wald, 95%)" in out and "238.029" in out
+    assert (
+        main(["fit", "sleepstudy", "Reaction ~ Days + (Days | Subject)", "--ci", "wald", "--json"])
+        == 0
+    )
+    d = json.loads(capsys.readouterr().out)
+    rows = {r["param"]: r for r in d["confint"]["intervals"]}
+    assert rows["Days"]["lower"] == pytest.approx(7.43759531836327, rel=1e-6)
+    assert rows["sigma"]["lower"] is None  # Wald gives no interval for sigma, as lme4
+    assert (
+        main(
+            [
+                "compare",
+                "sleepstudy",
+                "Reaction ~ Days + (1 | Subject)",
+                "Reaction ~ Days + (Days | Subject)",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr()
+    assert "42.139" in out.out and "refitting model(s) with ML" in out.out + out.err
+
+
+def test_cli_two_level_fit_with_plot(tmp_path, capsys):
+    from multilevel.cli import main
+
+    png = tmp_path / "r.png"
+    code = main(
+        [
+            "fit",
+            "radon",
+            "log_radon ~ floor",
+            "--group",
+            "county",
+            "--group-formula",
+            "~ log_uranium",
+            "--varying",
+            "1",
+            "--plot",
+            str(png),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "log_radon ~ floor + log_uranium + (1 | county)" in out.replace("  ", " ")
+    assert png.stat().st_size > 10_000

@@ -10,6 +10,8 @@ from .compare import anova
 from .errors import DataError, FormulaError, MultilevelError
 from .io import load
 from .results import LinearMixedModel
+from .simulate_schools import simulate_schools
+from .twolevel import TwoLevelModel
 
 __all__ = [
     "fit",
@@ -17,6 +19,8 @@ __all__ = [
     "anova",
     "datasets",
     "LinearMixedModel",
+    "TwoLevelModel",
+    "simulate_schools",
     "MultilevelError",
     "FormulaError",
     "DataError",

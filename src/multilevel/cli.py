@@ -9,7 +9,7 @@ import os
 import sys
 import warnings
 
-from .errors import MultilevelError
+from .errors import DataError, MultilevelError
 
 
 def _csv_separator(path: str) -> str:
@@ -104,16 +104,44 @@ def _cmd_fit(args) -> int:
     from .api import fit
 
     df, name = read_data(args.data)
+    if args.group or args.group_formula or args.varying or args.plot:
+        if args.ci:
+            raise DataError("--ci is not available with --group or --plot yet")
+        from .twolevel import cli_fit
+
+        return cli_fit(args, df, name)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         m = fit(args.formula, df, reml=not args.ml, data_name=name)
+        kw = {"n": args.boot_n, "seed": args.seed} if args.ci == "boot" else {}
+        table = m.confint(method=args.ci, level=args.level, **kw) if args.ci else None
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if args.json:
-        print(json.dumps(_finite(m.to_dict()), indent=1, allow_nan=False))
+        out = m.to_dict()
+        if table is not None:
+            lo, hi = table.columns[:2]
+            out["confint"] = {
+                "method": args.ci,
+                "level": args.level,
+                "intervals": [
+                    {"param": str(k), "lower": float(r[lo]), "upper": float(r[hi])}
+                    for k, r in table.iterrows()
+                ],
+            }
+        print(json.dumps(_finite(out), indent=1, allow_nan=False))
     else:
         print(m.summary())
+        if table is not None:
+            print(f"\nConfidence intervals ({args.ci}, {100 * args.level:g}%):")
+            print(table.to_string(float_format=lambda v: f"{v:.6g}", na_rep="NA"))
     return 0
+
+
+def _cmd_compare(args) -> int:
+    from .compare import cli_compare
+
+    return cli_compare(args)
 
 
 def _cmd_datasets(args) -> int:
@@ -140,7 +168,28 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["gaussian"],
         help="response distribution (only gaussian so far)",
     )
+    f.add_argument(
+        "--ci",
+        choices=["wald", "profile", "boot"],
+        help="also print confidence intervals for every parameter",
+    )
+    f.add_argument("--level", type=float, default=0.95, help="confidence level (--ci)")
+    f.add_argument(
+        "--boot-n", dest="boot_n", type=int, default=1000, help="bootstrap replicates (--ci boot)"
+    )
+    f.add_argument("--seed", type=int, default=None, help="random seed (--ci boot)")
+    from .twolevel import add_cli_arguments
+
+    add_cli_arguments(f)
     f.set_defaults(func=_cmd_fit)
+    c = sub.add_parser(
+        "compare", help="likelihood-ratio test of two nested models (refitted by ML)"
+    )
+    c.add_argument("data", help="CSV or Parquet file, or a bundled dataset name")
+    c.add_argument("formula0", help="the smaller (null) model")
+    c.add_argument("formula1", help="the larger model")
+    c.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    c.set_defaults(func=_cmd_compare)
     d = sub.add_parser("datasets", help="list the bundled datasets")
     d.set_defaults(func=_cmd_datasets)
     return p
