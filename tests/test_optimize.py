@@ -85,3 +85,20 @@ def test_a_fit_stopped_early_is_reported_as_not_converged(monkeypatch):
     m = multilevel.fit("Reaction ~ Days + (Days | Subject)", multilevel.datasets.load("sleepstudy"))
     assert not m.converged
     assert "converge" in m.summary()
+
+
+def test_better_optimum_close_in_sigma_but_far_in_theta_is_found():
+    # a radon bootstrap replicate: from Λ = I and the zero-column restarts the optimiser
+    # stopped at 2065.7995 (intercept variance 0); the optimum, 2065.7652, has the same
+    # rank-one covariance turned slightly (correlation -1) — reached from chol(ΛΛ' + δI)
+    from multilevel.simulate import SimModel
+
+    m = multilevel.fit(
+        "log_radon ~ floor * log_uranium + (1 + floor | county)",
+        multilevel.datasets.load("radon"),
+    )
+    rng = np.random.default_rng(np.random.SeedSequence(5).spawn(200)[36])
+    y = SimModel.from_fit(m).draw(rng)[:, 0]
+    r = m.refit(y)
+    assert r._deviance(np.array([0.0095, -0.519, 0.0])) < 2065.7653
+    assert r.objective < 2065.76521
