@@ -345,6 +345,21 @@ def test_non_numeric_response(data):
         build_frame("log(y) ~ x + (1 | g)", df.assign(y="a"))
 
 
+def test_response_of_numbers_as_text_with_a_typo(data):
+    # found by tests/test_cli_hypothesis.py: one stray value in a CSV's response column made
+    # it text, and the message showed a number as the example of what is not numeric
+    df = data.assign(y=data.y.astype(str))
+    df.loc[7, "y"] = "12,5"
+    with pytest.raises(DataError) as info:
+        build_frame("y ~ x + (1 | g)", df)
+    msg = str(info.value)
+    assert "column 'y' holds numbers as text" in msg and "'12,5' in row 7" in msg
+    assert "categorical" not in msg
+    df = data.assign(y=["a" if i % 2 else str(v) for i, v in enumerate(data.y)])
+    with pytest.raises(DataError, match=r"response 'y' must be numeric.*\(e\.g\. 'a'\)"):
+        build_frame("y ~ x + (1 | g)", df)
+
+
 def test_constant_response(data):
     with pytest.raises(DataError, match=r"same value \(2\) in all 60 rows"):
         build_frame("y ~ x + (1 | g)", data.assign(y=2.0))

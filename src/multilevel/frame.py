@@ -207,7 +207,10 @@ def build_frame(formula: str, data) -> ModelFrame:
         if col.dtype == bool:
             sub[name] = col = col.astype(float)
         if not pd.api.types.is_numeric_dtype(col):
-            example = col.dropna().iloc[0] if col.notna().any() else None
+            _check_numbers_as_text(col, name, response=True)
+            values = col.dropna()
+            text = values[pd.to_numeric(values.astype(str), errors="coerce").isna()]
+            example = (text if len(text) else values).iloc[0] if len(values) else None
             raise DataError(
                 f"the response '{mf.response}' must be numeric, but the column '{name}' has "
                 f"type {col.dtype} (e.g. {example!r})"
@@ -383,10 +386,11 @@ def _check_values(sub: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _check_numbers_as_text(col: pd.Series, name: str) -> None:
+def _check_numbers_as_text(col: pd.Series, name: str, response: bool = False) -> None:
     """A text column of predictor values that are nearly all numbers ('1.5', '2.3', 'oops')
     is a numeric column with a typo, not a factor with a level per value: refuse it.
-    (A ``category`` column is taken as an intended factor.)"""
+    (A ``category`` column is taken as an intended factor.) For the response, say which
+    value stops it from being numeric."""
     if isinstance(col.dtype, pd.CategoricalDtype) or not (
         pd.api.types.is_string_dtype(col) or col.dtype == object
     ):
@@ -404,7 +408,8 @@ def _check_numbers_as_text(col: pd.Series, name: str) -> None:
         f"column '{name}' holds numbers as text, and {n_text} value"
         f"{'s' if n_text > 1 else ''} that {'are' if n_text > 1 else 'is'} not a number "
         f"(e.g. {values[first]!r} in row {first!r}); fix or remove "
-        f"{'them' if n_text > 1 else 'it'}, or make the column categorical if it is a factor"
+        f"{'them' if n_text > 1 else 'it'}"
+        + ("" if response else ", or make the column categorical if it is a factor")
     )
 
 
