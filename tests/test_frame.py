@@ -360,6 +360,25 @@ def test_response_of_numbers_as_text_with_a_typo(data):
         build_frame("y ~ x + (1 | g)", df)
 
 
+def test_factor_with_very_many_levels_among_the_fixed_effects(data, monkeypatch):
+    # an id column as a fixed effect: 20,000 levels in 100,000 rows made a 16 GB X (a
+    # MemoryError, after minutes); 5,000 levels in 10,000 rows took 4 minutes
+    import multilevel.frame as frame
+
+    df = data.assign(id=[f"i{i}" for i in range(len(data))], num=np.arange(len(data)))
+    monkeypatch.setattr(frame, "MAX_FIXED_BYTES", 59 * 58 * 8 - 1)
+    for formula, name in [("y ~ x + id + (1 | g)", "id"), ("y ~ C(num) + (1 | g)", "num")]:
+        with pytest.raises(DataError) as info:
+            build_frame(formula, df)
+        assert f"the factor '{name}' has 60 levels" in str(info.value)
+        assert f"did you mean a random effect '(1 | {name})'?" in str(info.value)
+    build_frame("y ~ x + num + (1 | g)", df)  # numeric: one column
+    monkeypatch.setattr(frame, "MAX_FIXED_BYTES", 10**9)
+    monkeypatch.setattr(frame, "MANY_LEVELS", 3)
+    with pytest.warns(UserWarning, match="'h' has 4 levels.*'\\(1 \\| h\\)'"):
+        build_frame("y ~ x + h + (1 | g)", data)
+
+
 def test_constant_response(data):
     with pytest.raises(DataError, match=r"same value \(2\) in all 60 rows"):
         build_frame("y ~ x + (1 | g)", data.assign(y=2.0))

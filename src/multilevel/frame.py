@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import numbers
+import re
 import warnings
 from dataclasses import dataclass, field
 from functools import cache
@@ -191,7 +192,8 @@ def build_frame(formula: str, data) -> ModelFrame:
         df = df.set_axis([str(c) for c in df.columns], axis=1)  # a new frame: never the caller's
     response_factors = parse_factors(mf.response + " ~ 1", mf.text)
     response_used = _names_used(response_factors)
-    used = _names_used(parse_factors(mf.fixed_formula, mf.text))
+    fixed_used = _names_used(parse_factors(mf.fixed_formula, mf.text))
+    used = set(fixed_used)
     for rt in mf.random:
         used |= _names_used(parse_factors(rt.expr, mf.text))
     predictors = used - response_used
@@ -229,6 +231,7 @@ def build_frame(formula: str, data) -> ModelFrame:
         sub = sub.loc[keep].reset_index(drop=True)
     n = len(sub)
 
+    _check_fixed_factors(sub, fixed_used - response_used, mf.fixed, n)
     try:
         mm = model_matrix(
             formulaic_formula(mf.fixed_formula), sub, context=eval_context(), na_action="ignore"
@@ -325,6 +328,40 @@ def _check_exact_fit(X: np.ndarray, reterms: list[ReTerm], n: int) -> None:
             "random-effects parameters and the residual variance are unidentifiable: use "
             "fewer terms or more data"
         )
+
+
+#: largest fixed-effects matrix (bytes) that one factor's indicator columns may make
+MAX_FIXED_BYTES = 2 * 1024**3
+#: a factor with more levels than this among the fixed effects gets a warning
+MANY_LEVELS = 1000
+
+
+def _check_fixed_factors(sub: pd.DataFrame, names: set[str], fixed: str, n: int) -> None:
+    """A factor with very many levels among the fixed effects (an id column, say) makes one
+    dense column per level: refuse it before building X when those columns alone would
+    exceed :data:`MAX_FIXED_BYTES` (it would end in a MemoryError), and warn when it has
+    more than :data:`MANY_LEVELS` levels (the fit's time grows with the square of the number
+    of columns). Either way a random effect is the likely intent."""
+    for name in sorted(names):
+        col = sub[name]
+        in_c = re.search(rf"\bC\(\s*`?{re.escape(name)}`?\s*[,)]", fixed)
+        if pd.api.types.is_numeric_dtype(col) and not in_c:
+            continue
+        levels = int(col.nunique())
+        size = n * max(levels - 1, 0) * 8
+        hint = f"did you mean a random effect '(1 | {name})'?"
+        if size > MAX_FIXED_BYTES:
+            raise DataError(
+                f"the factor '{name}' has {levels:,} levels: as a fixed effect it makes "
+                f"{levels - 1:,} columns of {n:,} rows ({size / 1e9:.1f} GB); {hint}"
+            )
+        if levels > MANY_LEVELS:
+            warnings.warn(
+                f"the factor '{name}' has {levels:,} levels: as a fixed effect it makes "
+                f"{levels - 1:,} columns, and the fit's time grows with the square of the "
+                f"number of columns; {hint}",
+                stacklevel=4,
+            )
 
 
 def _looks_numeric(col: pd.Series) -> bool:
