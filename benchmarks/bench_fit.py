@@ -79,6 +79,25 @@ class OtherCpu:
         return max(other, 0.0) / (t1[0] - self.t0[0])
 
 
+BUSY = 0.1  # cores kept busy by other processes above which timings are flagged
+
+
+def wait_for_idle(max_wait: float, window: float = 3.0) -> None:
+    """Wait (at most max_wait s) until other processes use < BUSY cores for two windows."""
+    deadline = time.perf_counter() + max_wait
+    quiet = 0
+    while time.perf_counter() < deadline:
+        probe = OtherCpu()
+        time.sleep(window)
+        busy = probe.cores()
+        if not math.isfinite(busy):
+            return
+        quiet = quiet + 1 if busy < BUSY else 0
+        if quiet >= 2:
+            return
+    print(f"  (machine still busy after waiting {max_wait:g} s; going on)", flush=True)
+
+
 # --------------------------------------------------------------------------------------------
 # Models and data
 # --------------------------------------------------------------------------------------------
@@ -217,6 +236,7 @@ class Result:
     fixef: dict[str, float] = field(default_factory=dict)
     status: str = "ok"  # "ok", or why there is no timing
     note: str = ""
+    others: float = math.nan  # cores kept busy by other processes while this tool was timed
 
     @property
     def ok(self) -> bool:
@@ -477,14 +497,15 @@ def table(model: Model, results: list[Result]) -> list[str]:
     ours = next((r for r in results if r.tool == "ours"), None)
     base = ours.median if ours is not None and ours.ok else math.nan
     lines = [
-        "| tool | median | reps | ratio to ours | objective | objective − ours | max abs Δβ |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| tool | median | reps | ratio to ours | objective | objective − ours | max abs Δβ "
+        "| others |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     notes = []
     for r in results:
         if not r.ok:
             short, _, why = r.status.partition(" ")
-            lines.append(f"| {r.tool} | {short.rstrip(':')} | | | | | |")
+            lines.append(f"| {r.tool} | {short.rstrip(':')} | | | | | | |")
             if why:
                 notes.append(f"{r.tool}: {r.status}")
             continue
@@ -493,7 +514,7 @@ def table(model: Model, results: list[Result]) -> list[str]:
         dbeta = max_fixef_diff(r.fixef, ours.fixef) if math.isfinite(base) else math.nan
         lines.append(
             f"| {r.tool} | {fmt_time(r.median)} | {len(r.times)} | "
-            f"{ratio:.2f}× | {r.objective:.4f} | {dobj:+.2e} | {dbeta:.1e} |"
+            f"{ratio:.2f}× | {r.objective:.4f} | {dobj:+.2e} | {dbeta:.1e} | {r.others:.2f} |"
         )
         if r.note:
             notes.append(f"{r.tool}: {r.note}")
@@ -617,7 +638,9 @@ def write_markdown(path: Path, sections: list[tuple[Model, list[Result]]], args,
         "(above 1: ours is faster). *objective* is the REML criterion for REML fits and the "
         "deviance (−2 log-likelihood) for ML fits, as each tool reports it (statsmodels: −2 "
         "llf); equal objectives mean all reached the same optimum. *max abs Δβ* is the "
-        "largest difference from our fixed effects.",
+        "largest difference from our fixed effects. *others* is the average number of cores "
+        "that other processes kept busy while the tool was timed (/proc/stat less this "
+        "process and its children): above 0.1 on this 2-core machine, the timing is suspect.",
         "",
     ]
     for model, results in sections:
@@ -678,6 +701,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--r-timeout", type=float, default=3600, help="seconds before an R run is abandoned"
     )
+    p.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before timing each tool, wait up to this long for other processes to go quiet",
+    )
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -706,10 +736,12 @@ def main(argv=None) -> int:
     sections = []
     for model in make_models(args):
         print(f"\n== {model.title} ==", flush=True)
-        other = OtherCpu()
         results = []
         for tool in args.tools:
+            if args.wait_idle > 0:
+                wait_for_idle(args.wait_idle)
             print(f"  {tool} ...", end=" ", flush=True)
+            other = OtherCpu()
             t0 = time.perf_counter()
             try:
                 if tool == "ours":
@@ -723,17 +755,22 @@ def main(argv=None) -> int:
             except Exception as exc:  # a peer failing must not stop the others
                 r = Result(tool, status=f"failed: {type(exc).__name__}: {exc}"[:300])
             wall = time.perf_counter() - t0
+            r.others = other.cores()
             if r.ok:
-                print(f"median {fmt_time(r.median)} over {len(r.times)} ({wall:.1f} s)", flush=True)
+                print(
+                    f"median {fmt_time(r.median)} over {len(r.times)} ({wall:.1f} s; "
+                    f"other processes: {r.others:.2f} cores)",
+                    flush=True,
+                )
             else:
                 print(r.status, flush=True)
             results.append(r)
-        busy = other.cores()
-        if math.isfinite(busy):
-            msg = f"other processes kept {busy:.2f} cores busy on average during these fits"
-            if busy > 0.1:
-                msg += " — timings are likely skewed; rerun on an idle machine"
-            model.notes.append(msg)
+        busy = [r.tool for r in results if r.ok and r.others > BUSY]
+        if busy:
+            model.notes.append(
+                f"other processes were busy while {', '.join(busy)} ran (see *others*): "
+                "those timings are likely skewed"
+            )
         print()
         print("\n".join(table(model, results)), flush=True)
         sections.append((model, results))
