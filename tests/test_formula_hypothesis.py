@@ -1,0 +1,105 @@
+"""Property-based tests of the formula language: every formula from lme4's grammar parses
+into the blocks it spells, and any formula at all, however malformed or hostile, either
+fits or fails with a :class:`~multilevel.errors.MultilevelError`, and never runs code."""
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import event, example, given
+from hypothesis.control import currently_in_test_context
+from strategies import MARKER, PAYLOADS, formula_data, grammar_formulas, hostile_formulas
+
+import multilevel
+from multilevel.errors import FormulaError, MultilevelError
+from multilevel.formula import parse_formula
+
+DATA = formula_data()
+
+
+def fit_or_error(formula: str, data=DATA):
+    """The fit, or the MultilevelError it raised. Any other exception fails the test."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return multilevel.fit(formula, data)
+    except MultilevelError as e:
+        check_message(e)
+        return e
+
+
+def check_message(e: MultilevelError) -> None:
+    """A user-facing error: a message, which the command line can show on one line."""
+    assert str(e).strip()
+    line = e.one_line()
+    assert line.strip() and "\n" not in line
+    if currently_in_test_context():
+        event(f"{type(e).__name__}: {getattr(e, 'reason', str(e)).split(':')[0][:50]}")
+
+
+@pytest.fixture(autouse=True)
+def no_marker():
+    MARKER.unlink(missing_ok=True)
+    yield
+    assert not MARKER.exists(), "a formula ran code"
+
+
+@given(grammar_formulas())
+def test_grammar_formulas_parse_to_the_blocks_they_spell(f):
+    mf = parse_formula(f.text)
+    assert mf.response == f.response
+    assert {rt.group for rt in mf.random} == f.groups
+    for rt in mf.random:
+        assert rt.correlated in f.correlated[rt.group], rt
+    # nesting a/b gives the blocks for a and for b:a, in that order
+    groups = [rt.group for rt in mf.random]
+    for i, gname in enumerate(groups):
+        if gname == "b:a" and "(" in f.text and "a/b" in f.text:
+            assert "a" in groups[:i]
+
+
+@given(grammar_formulas())
+def test_grammar_formulas_fit_or_fail_with_our_error(f):
+    out = fit_or_error(f.text)
+    if isinstance(out, MultilevelError):
+        return
+    event("fitted")
+    assert np.isfinite(out.objective)
+    assert out.objective == pytest.approx(out.optim.objective, rel=1e-12, abs=1e-12)
+    assert np.all(np.isfinite(out.fixef.to_numpy()))
+    assert np.all(np.isfinite(out.theta))
+    assert out.nobs + out.n_dropped == len(DATA)
+    assert {rt.group for rt in parse_formula(f.text).random} == set(out.ngroups)
+
+
+@given(hostile_formulas())
+@example("y ~ x + (1 | g")
+@example("y ~ x + 1 | g)")
+@example("y ~ x + ( | g)")
+@example("y ~ x + (1 | )")
+@example("y ~ x + (1 || )")
+@example("y ~ x + (1 | g | h)")
+@example("y ~ x + | g")
+@example("y ~ x + foo(x) + (1 | g)")
+@example("y ~ x + (1 | g) + (1 | g/)")
+@example("y ~ x + (1 | g::h)")
+@example("y ~ (1 | g) + x.real")
+@example("y ~ (1 | g) + I(x[0])")
+@example("y ~ (1 | g) + I((lambda: 1)())")
+def test_hostile_formulas_fit_or_fail_with_our_error_and_never_run_code(text):
+    out = fit_or_error(text)
+    assert not MARKER.exists(), f"{text!r} ran code"
+    if not isinstance(out, MultilevelError):
+        event("fitted")
+        assert np.isfinite(out.objective)
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+@pytest.mark.parametrize(
+    "template", ["y ~ {p} + (1 | g)", "{p} ~ x + (1 | g)", "y ~ x + ({p} | g)", "y ~ (x || {p})"]
+)
+def test_every_payload_is_refused_everywhere(payload, template):
+    # the payloads the mutations draw from, each in every place a formula has an expression
+    out = fit_or_error(template.format(p=payload))
+    assert isinstance(out, FormulaError | multilevel.DataError)
+    assert not MARKER.exists()
