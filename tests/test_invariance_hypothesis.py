@@ -19,9 +19,12 @@ Each property checks, for a data set and its changed copy:
 θ at an optimum is known only to the optimiser's precision in flat directions (e.g. the
 correlation of a random slope with an intercept whose variance is near zero, where θ
 can move by 1 for 1e-5 of deviance), so the estimates are compared on the scale of their
-standard errors: fixed effects within 1e-4 SE for row order and labels (conditional
-modes within 1e-2 of their conditional SEs), within 1e-2 SE for the rescalings, which
-reparametrise θ and send the optimiser along another path.
+standard errors: fixed effects within 1e-3 SE for row order and labels (1e-2 SE where the
+optima agree only to 1e-6; conditional modes within 1e-2 of their conditional SEs), within
+1e-2 SE for the rescalings, which reparametrise θ and send the optimiser along another
+path; random-effect variances (smooth in θ near zero, unlike SDs) within 1e-2 of the
+largest. In data sets of fewer than 20 rows the criterion can be flat over a wide range of
+θ, and only the criteria and optima are compared.
 """
 
 import warnings
@@ -32,6 +35,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 from strategies import (
+    MIN_NOBS_COMPARED,
     assert_close,
     data_lambdas,
     designs,
@@ -79,24 +83,34 @@ def same_criterion(a, b, to_b, to_a, shift: float) -> None:
 OPTIMUM_RTOL = 1e-6
 
 
-def optima_agree(a, b, shift: float, to_b, to_a, rtol: float) -> bool:
-    """True when b's optimum is a's plus ``shift`` to ``rtol`` (or, with an event, to
-    :data:`OPTIMUM_RTOL`: the precision to which the optimiser stops in a flat valley, E4
-    in ``strategies``); False (an event) when the higher of the two missed the other's
-    point for a known limit of the optimiser (E1-E3); any other disagreement fails."""
+def optima_agree(a, b, shift: float, to_b, to_a, rtol: float) -> float | None:
+    """Check that b's optimum is a's plus ``shift`` and say how closely the estimates must
+    then agree, in standard errors (None: not compared).
+
+    To ``rtol``: 1e-3 SE (θ is free to ~1e-3 in flat directions even then). Only to
+    :data:`OPTIMUM_RTOL` (the optimiser stopped in a flat valley, E4 in ``strategies``):
+    1e-2 SE. Further apart, the higher of the two must have missed the other's point for a
+    known limit of the optimiser (E1-E3), and the estimates are not compared; any other
+    disagreement fails. In data sets of fewer than ``MIN_NOBS_COMPARED`` rows the criterion
+    can be flat over a wide range of θ (E2): there the estimates are not compared."""
     diff = b.objective - (a.objective + shift)
     scale = max(1.0, abs(a.objective + shift))
     if abs(diff) <= rtol * scale:
         event("optima agree" + (" (singular)" if a.singular else ""))
-        return True
-    if abs(diff) <= OPTIMUM_RTOL * scale:
+        tolerance = 1e-3
+    elif abs(diff) <= OPTIMUM_RTOL * scale:
         event(f"optima agree to {OPTIMUM_RTOL:g}, not to {rtol:g} (E4)")
-        return True
-    worse, better, to_worse = (b, a, to_b) if diff > 0 else (a, b, to_a)
-    why = known_miss(worse, deviance_theta(worse, to_worse(data_lambdas(better))))
-    assert why, f"optima differ by {diff!r}: θ {a.optim.theta} and {b.optim.theta}"
-    event(f"optima differ, a known limit ({why})")
-    return False
+        tolerance = 1e-2
+    else:
+        worse, better, to_worse = (b, a, to_b) if diff > 0 else (a, b, to_a)
+        why = known_miss(worse, deviance_theta(worse, to_worse(data_lambdas(better))))
+        assert why, f"optima differ by {diff!r}: θ {a.optim.theta} and {b.optim.theta}"
+        event(f"optima differ, a known limit ({why})")
+        return None
+    if a.nobs < MIN_NOBS_COMPARED:
+        event(f"estimates not compared: fewer than {MIN_NOBS_COMPARED} observations (E2)")
+        return None
+    return tolerance
 
 
 def same(lams):
@@ -118,9 +132,10 @@ def test_row_order_does_not_matter(design, reml, rnd):
         return
     a, b = fits
     same_criterion(a, b, same, same, 0.0)
-    if not optima_agree(a, b, 0.0, same, same, 1e-8):
+    tol = optima_agree(a, b, 0.0, same, same, 1e-8)
+    if tol is None:
         return
-    assert_close(b.fixef, a.fixef, 1e-5, 1e-4 * a.fixef_se.to_numpy())
+    assert_close(b.fixef, a.fixef, 1e-5, tol * a.fixef_se.to_numpy())
     # fitted values follow their rows (those without missing values)
     kept = design.data.notna().all(axis=1)
     fa = pd.Series(a.fitted, index=design.data.index[kept])
@@ -144,16 +159,18 @@ def test_level_labels_do_not_matter(design, reml, rnd):
     same_criterion(a, b, same, same, 0.0)
     ra, rb = a.ranef["g"], b.ranef["g"]
     assert sorted(rb.index) == sorted(relabel[g] for g in ra.index)
-    if not optima_agree(a, b, 0.0, same, same, 1e-8):
+    tol = optima_agree(a, b, 0.0, same, same, 1e-8)
+    if tol is None:
         return
-    assert_close(b.fixef, a.fixef, 1e-5, 1e-4 * a.fixef_se.to_numpy())
-    # the conditional modes follow their levels (to 1e-2 of their conditional SEs)
+    assert_close(b.fixef, a.fixef, 1e-5, tol * a.fixef_se.to_numpy())
+    # the conditional modes follow their levels (to 5e-2 of their conditional SEs: optima
+    # agreeing only to OPTIMUM_RTOL leave a near-zero variance loosely determined)
     modes = [c for c in ra.columns if not c.startswith("se(")]
     ses = [f"se({c})" for c in modes]
     floor = 1e-9 * (np.abs(ra[modes].to_numpy()).max() + a.sigma)  # modes of a zero variance
     for old in ra.index:
         got, want = rb.loc[relabel[old], modes], ra.loc[old, modes]
-        atol = 1e-2 * ra.loc[old, ses].to_numpy(float) + floor
+        atol = 5e-2 * ra.loc[old, ses].to_numpy(float) + floor
         assert_close(got, want, 1e-4, atol, "modes")
 
 
@@ -192,15 +209,17 @@ def test_affine_rescaling_of_a_predictor(design, reml, log10_a, negative, shift)
 
     to_f1, to_f0 = (lambda L: mapped(L, Tinv)), (lambda L: mapped(L, T))
     same_criterion(f0, f1, to_f1, to_f0, jacobian)
-    if not optima_agree(f0, f1, jacobian, to_f1, to_f0, 1e-6):
+    if optima_agree(f0, f1, jacobian, to_f1, to_f0, 1e-6) is None:
         return
     se = f0.fixef_se
     assert_close(f1.fixef["x"] * a, f0.fixef["x"], 1e-5, 1e-2 * se["x"], "fixef x")
     assert_close(f1.fixef["w"], f0.fixef["w"], 1e-5, 1e-2 * se["w"], "fixef w")
     assert f1.sigma == pytest.approx(f0.sigma, rel=1e-3)
     if design.slope:
-        unit = f0.sigma / sd_x  # the natural size of a slope on x
-        assert_close(slope_sd(f1) * abs(a), slope_sd(f0), 1e-3, 1e-2 * unit, "slope SD")
+        # variances, not SDs: the criterion is smooth in a variance near 0, not in its root
+        unit = (f0.sigma / sd_x) ** 2  # the natural size of a slope's variance on x
+        v0, v1 = slope_sd(f0) ** 2, slope_sd(f1) ** 2 * a**2
+        assert_close(v1, v0, 1e-3, 1e-2 * unit, "slope variance")
 
 
 @given(designs(), st.booleans(), st.floats(-4, 4), st.booleans())
@@ -215,11 +234,11 @@ def test_rescaling_the_response(design, reml, log10_c, negative):
     n, p = a.nobs, len(a.fixef)
     jacobian = 2 * (n - p if reml else n) * np.log(abs(c))
     same_criterion(a, b, same, same, jacobian)
-    if not optima_agree(a, b, jacobian, same, same, 1e-6):
+    if optima_agree(a, b, jacobian, same, same, 1e-6) is None:
         return
     assert_close(b.fixef / c, a.fixef, 1e-5, 1e-2 * a.fixef_se.to_numpy())
     assert b.sigma == pytest.approx(abs(c) * a.sigma, rel=1e-3)
-    # the random-effect SDs (not θ itself: see the module docstring)
-    sd_a = a.varcorr.query("term2.isna()", engine="python").sdcor.to_numpy()
-    sd_b = b.varcorr.query("term2.isna()", engine="python").sdcor.to_numpy()
-    assert_close(sd_b / abs(c), sd_a, 1e-3, 1e-2 * sd_a.max(), "SDs")
+    # the random-effect variances (not θ itself, nor SDs: see the module docstring)
+    var_a = a.varcorr.query("term2.isna()", engine="python").vcov.to_numpy()
+    var_b = b.varcorr.query("term2.isna()", engine="python").vcov.to_numpy()
+    assert_close(var_b / c**2, var_a, 1e-3, 1e-2 * var_a.max(), "variances")
