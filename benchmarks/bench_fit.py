@@ -738,7 +738,8 @@ def main(argv=None) -> int:
         print(f"\n== {model.title} ==", flush=True)
         results = []
         for tool in args.tools:
-            if args.wait_idle > 0:
+            skipped = tool == "statsmodels" and model.sm_skip_reason
+            if args.wait_idle > 0 and not skipped:
                 wait_for_idle(args.wait_idle)
             print(f"  {tool} ...", end=" ", flush=True)
             other = OtherCpu()
