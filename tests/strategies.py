@@ -114,6 +114,9 @@ ATOMS = [
     "`u`",
 ]
 RANDOM_EXPRS = ["1", "1", "x", "1 + x", "0 + x", "x + z", "1 + log(z)", "0 + z", "1 + C(b)"]
+#: the number of terms of each (so of '||' blocks), the intercept implied unless '0 +'
+N_TERMS = {"1": 1, "x": 2, "1 + x": 2, "0 + x": 1, "x + z": 3, "1 + log(z)": 2, "0 + z": 1}
+N_TERMS["1 + C(b)"] = 2
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,7 @@ class GrammarFormula:
 
     text: str
     response: str
-    groups: frozenset[str]  # every grouping factor's name after expansion
-    correlated: dict  # group name -> set of the 'correlated' flags its blocks must have
+    blocks: tuple[tuple[str, bool], ...]  # (group, correlated) of each block, in order
 
 
 @st.composite
@@ -166,23 +168,21 @@ def grammar_formulas(draw) -> GrammarFormula:
     response = draw(st.sampled_from(RESPONSES))
     fixed = draw(fixed_terms())
     n_random = draw(st.integers(1, 3))
-    groups: set[str] = set()
-    correlated: dict[str, set[bool]] = {}
+    blocks: list[tuple[str, bool]] = []
     parts = []
     for _ in range(n_random):
         expr = draw(st.sampled_from(RANDOM_EXPRS))
         spec = draw(st.sampled_from(GROUPINGS))
         double = draw(st.booleans())
         parts.append(f"({expr} {'||' if double else '|'} {spec.text})")
-        groups.update(spec.groups)
-        for gname in spec.groups:
-            # '||' on a single term keeps one block: lme4 marks it uncorrelated (one column)
-            correlated.setdefault(gname, set()).add(not double)
+        for gname in spec.groups:  # a/b: the blocks of a, then those of b:a
+            # '||': one uncorrelated block per term (lme4's expandDoubleVerts)
+            blocks += [(gname, False)] * N_TERMS[expr] if double else [(gname, True)]
     random = " + ".join(parts)
     order = draw(st.booleans())
     rhs = f"{fixed} + {random}" if order else f"{random} + {fixed}"
     spaced = draw(st.sampled_from([" ~ ", "~", " ~", "~ "]))
-    return GrammarFormula(f"{response}{spaced}{rhs}", response, frozenset(groups), correlated)
+    return GrammarFormula(f"{response}{spaced}{rhs}", response, tuple(blocks))
 
 
 def _payloads(marker: Path) -> list[str]:
