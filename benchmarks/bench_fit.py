@@ -611,13 +611,34 @@ def command_line() -> str:
     return " ".join(prefix + argv)
 
 
+MARK_START = "<!-- bench_fit: start (written by benchmarks/bench_fit.py; edits are overwritten) -->"
+MARK_END = "<!-- bench_fit: end -->"
+
+
+def merge_block(old: str | None, block: str) -> str:
+    """Put our block between the markers in BENCHMARKS.md, keeping every other section.
+
+    A file without the markers keeps its content below ours (other scripts' sections)."""
+    if old is None or not old.strip():
+        return f"# Benchmarks\n\n{block}\n"
+    if MARK_START in old and MARK_END in old:
+        head, _, rest = old.partition(MARK_START)
+        _, _, tail = rest.partition(MARK_END)
+        return head + block + tail
+    title, _, body = old.partition("\n")
+    if not title.startswith("# "):
+        title, body = "# Benchmarks", old
+    return f"{title}\n\n{block}\n\n{body.lstrip()}"
+
+
 def write_markdown(path: Path, sections: list[tuple[Model, list[Result]]], args, rinfo) -> None:
     lines = [
-        "# Benchmarks",
+        MARK_START,
+        "## Fits: `benchmarks/bench_fit.py`",
         "",
         "Wall-clock time of one fit, median over repetitions, every tool timed in the same run "
-        "on the same machine and data. Written by `benchmarks/bench_fit.py` — do not edit "
-        "by hand; rerun it.",
+        "on the same machine and data. This section is written by `benchmarks/bench_fit.py` "
+        "(the rest of the file is left as it is) — do not edit it by hand; rerun it.",
         "",
         "Command:",
         "",
@@ -644,8 +665,10 @@ def write_markdown(path: Path, sections: list[tuple[Model, list[Result]]], args,
         "",
     ]
     for model, results in sections:
-        lines += [f"## {model.title}", "", *table(model, results), ""]
-    path.write_text("\n".join(lines))
+        lines += [f"### {model.title}", "", *table(model, results), ""]
+    lines.append(MARK_END)
+    old = path.read_text() if path.exists() else None
+    path.write_text(merge_block(old, "\n".join(lines)))
 
 
 # --------------------------------------------------------------------------------------------
