@@ -480,6 +480,27 @@ def test_log_of_zero_is_infinite(data):
         build_frame("y ~ log(z) + (1 | g)", df)
 
 
+@pytest.mark.parametrize(
+    "column, formula, words",
+    [
+        # found by tests/test_cli_hypothesis.py (a cell of 4.03e163 in a CSV): an internal
+        # error (no finite deviance); a predictor at 1e160 was 'dropped as rank deficient'
+        ("y", "y ~ x + (1 | g)", "the response 'y' has a value too large"),
+        ("x", "y ~ x + (1 | g)", "the fixed-effects column 'x' has a value too large"),
+        ("x", "y ~ 1 + (x | g)", "in the random-effects term (x | g), the column 'x'"),
+    ],
+)
+def test_values_too_large_to_square(data, column, formula, words):
+    df = data.copy()
+    df.loc[7, column] = 1e160
+    with pytest.raises(DataError) as info:
+        build_frame(formula, df)
+    assert words in str(info.value) and "1e+160 in row 7" in str(info.value)
+    df.loc[7, column] = 1e149  # below the limit
+    fr = build_frame(formula, df)
+    assert 1e149 in (fr.y if column == "y" else np.concatenate([fr.X, fr.reterms[0].Z], axis=1))
+
+
 def test_mixed_types_in_a_column(data):
     df = data.copy()
     df["x"] = df.x.astype(object)

@@ -251,6 +251,8 @@ def build_frame(formula: str, data) -> ModelFrame:
     xnames = [INTERCEPT if c == "Intercept" else str(c) for c in mm.rhs.columns]
     _check_finite(y[:, None], [mf.response], "the response", rows)
     _check_finite(X, xnames, "the fixed-effects column", rows)
+    _check_magnitude(y[:, None], [mf.response], "the response", rows)
+    _check_magnitude(X, xnames, "the fixed-effects column", rows)
     if n > 1 and np.ptp(y) == 0:
         raise DataError(
             f"the response '{mf.response}' has the same value ({y[0]:g}) in all {n} rows; "
@@ -388,6 +390,28 @@ def _check_finite(M: np.ndarray, names: list[str], what: str, rows: pd.Index) ->
     row = rows[int(np.argmax(bad[:, j]))]
     row = row.item() if isinstance(row, np.generic) else row
     raise DataError(f"{what} '{names[j]}' has {' and '.join(parts)}, the first in row {row!r}")
+
+
+#: Values of this magnitude or more are refused: their squares, summed over the rows, would
+#: overflow double precision (about 1.8e308) in the cross-products.
+MAX_MAGNITUDE = 1e150
+
+
+def _check_magnitude(M: np.ndarray, names: list[str], what: str, rows: pd.Index) -> None:
+    """Name the first column of ``M`` with a value too large to square: without this a
+    predictor at 1e160 overflowed to a column 'dropped as rank deficient' and a response at
+    1e160 to an internal error."""
+    big = np.abs(M) >= MAX_MAGNITUDE
+    if not big.any():
+        return
+    j = int(np.argmax(big.any(axis=0)))
+    i = int(np.argmax(big[:, j]))
+    row = rows[i].item() if isinstance(rows[i], np.generic) else rows[i]
+    raise DataError(
+        f"{what} '{names[j]}' has a value too large for double precision arithmetic "
+        f"({M[i, j]:.3g} in row {row!r}; squares of values beyond {MAX_MAGNITUDE:.0e} "
+        "overflow): rescale it"
+    )
 
 
 def _kind(v) -> str:
@@ -544,6 +568,7 @@ def _reterm(rt: RandomTerm, sub: pd.DataFrame, mf: ModelFormula, rows: pd.Index)
     if Zm.shape[1] == 0:
         raise FormulaError(f"the random-effects term {rt} has no columns", mf.text)
     _check_finite(Zm, names, f"in the random-effects term {rt}, the column", rows)
+    _check_magnitude(Zm, names, f"in the random-effects term {rt}, the column", rows)
     return ReTerm(
         term=rt, levels=levels, codes=codes, Z=Zm, names=names, spec=BoundSpec(Z.model_spec)
     )
