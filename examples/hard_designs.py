@@ -362,6 +362,13 @@ def hostile_input() -> None:
         "`x` = `inf` in row 3",
         cli({"data.csv": inf.to_csv(index=False)}, "y ~ x + (1 | g)"),
     )
+    huge = df.copy()
+    huge.loc[4, "y"] = 4e163
+    row(
+        "A value too large to square",
+        "`y` = `4e163` in row 4",
+        cli({"data.csv": huge.to_csv(index=False)}, "y ~ x + (1 | g)"),
+    )
     row(
         "log of a negative number",
         "`y ~ log(x) + (1 | g)` with x < 0",
