@@ -148,3 +148,14 @@ def test_summary_shows_the_fit(name):
     assert "Residual" in text
     if len(m.fixef) > 1:
         assert "Correlation of Fixed Effects" in text
+
+
+def test_summary_of_a_response_at_1e80_falls_back_to_t_values():
+    # Satterthwaite's σ⁴ overflows there; the summary must still print (lme4's t table)
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    i = np.arange(40)
+    df = pd.DataFrame({"y": rng.normal(size=40) * 1e80, "x": rng.normal(size=40), "g": i % 5})
+    text = multilevel.fit("y ~ x + (1 | g)", df).summary()
+    assert "Fixed effects" in text and "t value" in text

@@ -56,7 +56,7 @@ def _satterthwaite(fit):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return fixef_tests(fit, ddf="satterthwaite")
-    except (MultilevelError, np.linalg.LinAlgError, ValueError, FloatingPointError):
+    except (MultilevelError, np.linalg.LinAlgError, ValueError, FloatingPointError, OverflowError):
         return None
 
 
