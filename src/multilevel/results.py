@@ -24,7 +24,7 @@ from scipy.linalg import solve_triangular
 from .blocks import CrossProducts
 from .deviance import Factorization, ProfiledDeviance
 from .errors import DataError
-from .frame import ModelFrame, to_pandas
+from .frame import ModelFrame
 from .optimize import BOUNDARY, OptimResult
 
 
@@ -413,39 +413,10 @@ class LinearMixedModel:
             return self.fitted
         if new_groups not in ("population", "error"):
             raise ValueError("new_groups must be 'population' or 'error'")
-        from .frame import _group_codes
+        from .predict import newdata_design
 
-        df = to_pandas(newdata)
-        fr = self._frame
-        try:
-            Xdf = fr.fixed_spec.get_model_matrix(df, na_action="raise")
-        except Exception as e:  # noqa: BLE001
-            raise DataError(f"cannot build the fixed effects for newdata: {e}") from None
-        cols = ["Intercept" if c == "(Intercept)" else c for c in fr.xnames]
-        X = np.asarray(Xdf[cols], dtype=float)
-        Zs, codes = [], []
-        for rt in fr.reterms:
-            missing = [f for f in rt.term.factors if f not in df.columns]
-            if missing:
-                raise DataError(f"newdata has no column '{missing[0]}' (grouping factor)")
-            if df[list(rt.term.factors)].isna().any().any():
-                raise DataError(f"newdata has missing values in grouping factor '{rt.group}'")
-            try:
-                Z = rt.spec.get_model_matrix(df, na_action="raise")
-            except Exception as e:  # noqa: BLE001
-                raise DataError(f"cannot build the term {rt.term} for newdata: {e}") from None
-            lab_codes, labels = _group_codes(df, rt.term.factors)
-            row_labels = labels[lab_codes]
-            c = rt.levels.get_indexer(row_labels)
-            if new_groups == "error" and (c < 0).any():
-                bad = row_labels[c < 0][0]
-                raise DataError(
-                    f"level '{bad}' of '{rt.group}' was not in the fitted data "
-                    f"({int((c < 0).sum())} rows with new levels)"
-                )
-            Zs.append(np.asarray(Z, dtype=float))
-            codes.append(c)
-        return self._linear_predictor(X, Zs, codes)
+        X, terms = newdata_design(self, newdata, new_groups)
+        return self._linear_predictor(X, [Z for Z, _, _ in terms], [c for _, c, _ in terms])
 
     # -- inference (implemented in multilevel.inference, .intervals, .bootstrap) -------
     def test(self, ddf: str = "satterthwaite") -> pd.DataFrame:
