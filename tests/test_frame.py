@@ -573,3 +573,54 @@ def test_numbers_as_text_with_a_typo(data):
     df["x"] = df.x.astype("category")
     with pytest.raises(DataError, match="60 columns but there are only 60 observations"):
         build_frame("y ~ x + (1 | g)", df)
+
+
+# -- memory: what the frame shares instead of copying ----------------------------------
+
+
+def test_random_term_columns_are_views_of_the_fixed_columns(data):
+    """(1 + x | g) beside y ~ x + z: Z is X's first two columns, not a copy of them."""
+    fr = build_frame("y ~ x + z + (1 + x | g)", data)
+    Z = fr.reterms[0].Z
+    assert fr.xnames[:2] == ["(Intercept)", "x"] and fr.reterms[0].names == fr.xnames[:2]
+    assert np.shares_memory(Z, fr.X)
+    np.testing.assert_array_equal(Z, np.column_stack([np.ones(len(data)), data["x"]]))
+
+
+@pytest.mark.parametrize(
+    "formula, expected",
+    [
+        ("y ~ z + (1 + x | g)", lambda d: np.column_stack([np.ones(len(d)), d["x"]])),
+        ("y ~ x + z + (0 + z | g)", lambda d: d[["z"]].to_numpy()),
+        (
+            "y ~ x + z + (1 + log(z) | g)",
+            lambda d: np.column_stack([np.ones(len(d)), np.log(d["z"])]),
+        ),
+        ("y ~ x + z + (z + x | g)", lambda d: np.column_stack([np.ones(len(d)), d["z"], d["x"]])),
+    ],
+)
+def test_random_term_columns_not_in_the_fixed_part_are_built(data, formula, expected):
+    """Columns X lacks (or has in another order) are built from the data, not borrowed."""
+    fr = build_frame(formula, data)
+    np.testing.assert_array_equal(fr.reterms[0].Z, expected(data))
+
+
+def test_later_changes_to_the_callers_data_do_not_reach_the_fit():
+    """The response is read from the caller's column without a copy where pandas allows;
+    writing into the caller's frame afterwards must not change the fit's data."""
+    d = make_data()
+    fit = multilevel.fit("y ~ x + (1 | g)", d)
+    y_before = fit._frame.y.copy()
+    resid_before = fit.residuals.copy()
+    d.loc[0, "y"] = 1e6
+    d["y"] *= 2
+    np.testing.assert_array_equal(fit._frame.y, y_before)
+    np.testing.assert_array_equal(fit.residuals, resid_before)
+
+
+@pytest.mark.parametrize(
+    "formula", ["y ~ y + x + (1 | g)", "y ~ x + (1 + y | g)", "`y` ~ x + y + (1 | g)"]
+)
+def test_response_among_its_own_predictors_is_refused(data, formula):
+    with pytest.raises(DataError, match="response 'y' also appears among the"):
+        build_frame(formula, data)

@@ -42,12 +42,13 @@ class Standardization:
     @classmethod
     def from_data(cls, X: np.ndarray, y: np.ndarray) -> Standardization:
         p = X.shape[1]
-        ones = [j for j in range(p) if np.all(X[:, j] == 1.0)]
+        lo, hi = X.min(axis=0, initial=np.inf), X.max(axis=0, initial=-np.inf)
+        ones = [j for j in range(p) if lo[j] == hi[j] == 1.0]
         icol = ones[0] if ones else None
         c = X.mean(axis=0) if icol is not None else np.zeros(p)
         if icol is not None:
             c[icol] = 0.0
-        s = np.array([np.sqrt(np.mean(np.square(X[:, j] - c[j]))) for j in range(p)])
+        s = np.sqrt(mean_squares(X, c))
         s[~(s > 0) | ~np.isfinite(s)] = 1.0
         if icol is not None:
             s[icol] = 1.0
@@ -107,7 +108,7 @@ def z_scales(Z: np.ndarray) -> np.ndarray:
     else 1. A random slope on a predictor at 1e6 would otherwise put θ near 1e-6, where
     the optimiser's steps (O(1) from Λ = I) and the boundary test lose it. The blocks hold
     Z D⁻¹, the deviance works with Λ_s = D Λ, and the results map back: Λ = D⁻¹ Λ_s."""
-    rms = np.array([np.sqrt(np.mean(np.square(Z[:, a]))) for a in range(Z.shape[1])])
+    rms = np.sqrt(mean_squares(Z, np.zeros(Z.shape[1])))
     lo, hi = Z_SCALE_RANGE
     return np.where((rms > 0) & np.isfinite(rms) & ((rms < lo) | (rms > hi)), rms, 1.0)
 
@@ -123,6 +124,16 @@ CHUNK = 1 << 18
 def _chunks(n: int):
     for s in range(0, n, CHUNK):
         yield slice(s, min(s + CHUNK, n))
+
+
+def mean_squares(M: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """(p,) column means of (M - center)², M (n, p), accumulated over row chunks."""
+    n, p = M.shape
+    ss = np.zeros(p)
+    for rows in _chunks(n):
+        d = M[rows] - center
+        ss += np.einsum("ij,ij->j", d, d)
+    return ss / max(n, 1)
 
 
 def crossproducts(frame: ModelFrame) -> CrossProducts:

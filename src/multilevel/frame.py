@@ -232,23 +232,32 @@ def build_frame(formula: str, data) -> ModelFrame:
     n = len(sub)
 
     _check_fixed_factors(sub, fixed_used - response_used, mf.fixed, n)
+    column = _response_column(mf.response, sub)
     try:
-        mm = model_matrix(
-            formulaic_formula(mf.fixed_formula), sub, context=eval_context(), na_action="ignore"
-        )
+        # a plain numeric response is read from its column (a view, no copy); formulaic
+        # evaluates only the predictors then
+        spec = mf.fixed if column is not None else mf.fixed_formula
+        mm = model_matrix(formulaic_formula(spec), sub, context=eval_context(), na_action="ignore")
     except Exception as e:  # noqa: BLE001
         raise FormulaError(
             f"cannot build the fixed-effects matrix of '{mf.fixed_formula}': {_first_line(e)}",
             mf.text,
         ) from None
-    if not hasattr(mm, "lhs"):  # formulaic found no response, e.g. in '() ~ x'
-        raise DataError(f"the response '{mf.response}' must be one numeric column")
-    ymat = np.asarray(mm.lhs, dtype=float)
-    if ymat.ndim != 2 or ymat.shape[1] != 1:
-        raise DataError(f"the response '{mf.response}' must be one numeric column")
-    y = np.ascontiguousarray(ymat[:, 0])
-    X = np.asarray(mm.rhs, dtype=float)
-    xnames = [INTERCEPT if c == "Intercept" else str(c) for c in mm.rhs.columns]
+    if column is not None:
+        y, rhs = np.asarray(sub[column], dtype=float), mm
+    else:
+        if not hasattr(mm, "lhs"):  # formulaic found no response, e.g. in '() ~ x'
+            raise DataError(f"the response '{mf.response}' must be one numeric column")
+        lhs, rhs = mm.lhs, mm.rhs
+        if lhs.ndim != 2 or lhs.shape[1] != 1:
+            raise DataError(f"the response '{mf.response}' must be one numeric column")
+        y = np.asarray(lhs.iloc[:, 0], dtype=float)
+    del mm
+    # X column-major: each column contiguous, as the blocks and the Z views read it
+    X = np.asfortranarray(np.asarray(rhs, dtype=float))
+    xnames = [INTERCEPT if c == "Intercept" else str(c) for c in rhs.columns]
+    fixed_spec = BoundSpec(rhs.model_spec)
+    del rhs  # formulaic's copy of the columns: freed before the random-effects terms
     _check_finite(y[:, None], [mf.response], "the response", rows)
     _check_finite(X, xnames, "the fixed-effects column", rows)
     _check_magnitude(y[:, None], [mf.response], "the response", rows)
@@ -265,7 +274,8 @@ def build_frame(formula: str, data) -> ModelFrame:
             f"there {'are only' if n > 1 else 'is only'} {n} observation{'s' if n > 1 else ''}; "
             "they need fewer columns than observations"
         )
-    reterms = [_reterm(rt, sub, mf, rows) for rt in mf.random]
+    _check_response_not_predictor(mf.response, xnames, "fixed effects")
+    reterms = [_reterm(rt, sub, mf, rows, X, xnames) for rt in mf.random]
     reterms.sort(key=lambda t: -t.nlevels)  # stable: ties keep formula order
     for rt in reterms:
         if rt.nlevels < 2:
@@ -284,12 +294,12 @@ def build_frame(formula: str, data) -> ModelFrame:
     return ModelFrame(
         formula=mf,
         y=y,
-        X=np.ascontiguousarray(X),
+        X=X,
         xnames=xnames,
         reterms=reterms,
         n_dropped=n_dropped,
         dropped_columns=dropped,
-        fixed_spec=BoundSpec(mm.rhs.model_spec),
+        fixed_spec=fixed_spec,
         response_name=mf.response,
         data=sub,
     )
@@ -371,12 +381,21 @@ def _looks_numeric(col: pd.Series) -> bool:
     return len(values) > 0 and pd.to_numeric(values, errors="coerce").notna().all()
 
 
+def _column_ranges(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(p,) column minima and maxima of ``M`` (n, p): NaN where a column has a NaN.
+    Reductions, so the checks below make no n x p temporaries."""
+    return M.min(axis=0, initial=np.inf), M.max(axis=0, initial=-np.inf)
+
+
 def _check_finite(M: np.ndarray, names: list[str], what: str, rows: pd.Index) -> None:
     """Name the first column of ``M`` with NaN or infinite values, with counts."""
-    bad = ~np.isfinite(M)
-    if not bad.any():
+    if M.shape[0] == 0:
         return
-    j = int(np.argmax(bad.any(axis=0)))
+    lo, hi = _column_ranges(M)
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    if ok.all():
+        return
+    j = int(np.argmax(~ok))
     col = M[:, j]
     nan, inf = int(np.isnan(col).sum()), int(np.isinf(col).sum())
     parts = []
@@ -387,7 +406,7 @@ def _check_finite(M: np.ndarray, names: list[str], what: str, rows: pd.Index) ->
             f"{nan} NaN value{'s' if nan > 1 else ''} after evaluation (e.g. the log or square "
             "root of a negative number)"
         )
-    row = rows[int(np.argmax(bad[:, j]))]
+    row = rows[int(np.argmax(~np.isfinite(col)))]
     row = row.item() if isinstance(row, np.generic) else row
     raise DataError(f"{what} '{names[j]}' has {' and '.join(parts)}, the first in row {row!r}")
 
@@ -400,12 +419,15 @@ MAX_MAGNITUDE = 1e150
 def _check_magnitude(M: np.ndarray, names: list[str], what: str, rows: pd.Index) -> None:
     """Name the first column of ``M`` with a value too large to square: without this a
     predictor at 1e160 overflowed to a column 'dropped as rank deficient' and a response at
-    1e160 to an internal error."""
-    big = np.abs(M) >= MAX_MAGNITUDE
+    1e160 to an internal error. (Runs after :func:`_check_finite`.)"""
+    if M.shape[0] == 0:
+        return
+    lo, hi = _column_ranges(M)
+    big = np.maximum(-lo, hi) >= MAX_MAGNITUDE
     if not big.any():
         return
-    j = int(np.argmax(big.any(axis=0)))
-    i = int(np.argmax(big[:, j]))
+    j = int(np.argmax(big))
+    i = int(np.argmax(np.abs(M[:, j]) >= MAX_MAGNITUDE))
     row = rows[i].item() if isinstance(rows[i], np.generic) else rows[i]
     raise DataError(
         f"{what} '{names[j]}' has a value too large for double precision arithmetic "
@@ -517,7 +539,7 @@ def _drop_aliased(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str
         f"column{'s' if len(dropped) > 1 else ''}: {', '.join(dropped)}",
         stacklevel=3,
     )
-    return X[:, keep], [names[j] for j in keep], dropped
+    return np.asfortranarray(X[:, keep]), [names[j] for j in keep], dropped
 
 
 def _label(value) -> str:
@@ -533,7 +555,9 @@ def _group_codes(sub: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarra
     joined with ':' as lme4 does."""
     if len(factors) == 1:
         codes, uniques = pd.factorize(sub[factors[0]], sort=True)
-        return codes.astype(np.intp), pd.Index([_label(u) for u in uniques], dtype=object)
+        return codes.astype(np.intp, copy=False), pd.Index(
+            [_label(u) for u in uniques], dtype=object
+        )
     parts = [pd.factorize(sub[f], sort=True) for f in factors]
     mult = 1
     combined = np.zeros(len(sub), dtype=np.int64)
@@ -548,13 +572,57 @@ def _group_codes(sub: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarra
             pieces.append(_label(uniques[rem % len(uniques)]))
             rem //= len(uniques)
         labels.append(":".join(reversed(pieces)))
-    return codes.astype(np.intp), pd.Index(labels, dtype=object)
+    return codes.astype(np.intp, copy=False), pd.Index(labels, dtype=object)
 
 
-def _reterm(rt: RandomTerm, sub: pd.DataFrame, mf: ModelFormula, rows: pd.Index) -> ReTerm:
+def _response_column(response: str, sub: pd.DataFrame) -> str | None:
+    """The column a response that is a plain numeric column name reads, else None."""
+    name = response.strip()
+    if len(name) > 1 and name[0] == name[-1] == "`":
+        name = name[1:-1]
+    if name not in sub.columns or not pd.api.types.is_numeric_dtype(sub[name]):
+        return None
+    return name
+
+
+def _check_response_not_predictor(response: str, names: list[str], where: str) -> None:
+    """``y ~ y + ...``: the response among its own predictors fits every row exactly."""
+    name = response.strip().strip("`")
+    if name in names:
+        raise DataError(
+            f"the response '{name}' also appears among the {where}; a model cannot predict "
+            "a variable from itself: remove it from the right-hand side"
+        )
+
+
+def _shared_columns(Zdf, X: np.ndarray, xnames: list[str]) -> np.ndarray | None:
+    """``X[:, j:j+k]`` (a view) when the k columns of formulaic's ``Zdf`` are, by name and
+    value, the consecutive columns j..j+k-1 of X: ``(1 + x | g)`` beside ``y ~ x`` then
+    costs no copy of x or of the column of ones."""
+    names = [INTERCEPT if c == "Intercept" else str(c) for c in Zdf.columns]
+    if not names or names[0] not in xnames:
+        return None
+    j = xnames.index(names[0])
+    if xnames[j : j + len(names)] != names:
+        return None
+    for a in range(len(names)):
+        if not np.array_equal(np.asarray(Zdf.iloc[:, a], dtype=float), X[:, j + a]):
+            return None
+    return X[:, j : j + len(names)]
+
+
+def _reterm(
+    rt: RandomTerm,
+    sub: pd.DataFrame,
+    mf: ModelFormula,
+    rows: pd.Index,
+    X: np.ndarray,
+    xnames: list[str],
+) -> ReTerm:
+    """One random-effects term: Z from formulaic (a view of X where the columns are X's,
+    see :func:`_shared_columns`) and the integer codes of its grouping factor."""
     from formulaic import model_matrix
 
-    codes, levels = _group_codes(sub, rt.factors)
     try:
         Z = model_matrix(
             formulaic_formula(rt.expr), sub, context=eval_context(), na_action="ignore"
@@ -564,11 +632,15 @@ def _reterm(rt: RandomTerm, sub: pd.DataFrame, mf: ModelFormula, rows: pd.Index)
             f"cannot build the random-effects matrix of the term {rt}: {_first_line(e)}", mf.text
         ) from None
     names = [INTERCEPT if c == "Intercept" else str(c) for c in Z.columns]
-    Zm = np.ascontiguousarray(np.asarray(Z, dtype=float))
-    if Zm.shape[1] == 0:
+    if Z.shape[1] == 0:
         raise FormulaError(f"the random-effects term {rt} has no columns", mf.text)
-    _check_finite(Zm, names, f"in the random-effects term {rt}, the column", rows)
-    _check_magnitude(Zm, names, f"in the random-effects term {rt}, the column", rows)
-    return ReTerm(
-        term=rt, levels=levels, codes=codes, Z=Zm, names=names, spec=BoundSpec(Z.model_spec)
-    )
+    spec = BoundSpec(Z.model_spec)
+    Zm = _shared_columns(Z, X, xnames)
+    if Zm is None:
+        Zm = np.asfortranarray(np.asarray(Z, dtype=float))
+        _check_finite(Zm, names, f"in the random-effects term {rt}, the column", rows)
+        _check_magnitude(Zm, names, f"in the random-effects term {rt}, the column", rows)
+        _check_response_not_predictor(mf.response, names, f"random effects of {rt}")
+    del Z
+    codes, levels = _group_codes(sub, rt.factors)
+    return ReTerm(term=rt, levels=levels, codes=codes, Z=Zm, names=names, spec=spec)

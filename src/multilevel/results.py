@@ -369,11 +369,17 @@ class LinearMixedModel:
 
     # -- fitted values and prediction ------------------------------------------------
     def _linear_predictor(self, X: np.ndarray, Zs: list[np.ndarray], codes: list[np.ndarray]):
+        """η = Xβ + Σ_i Z_i b_i (n,); a code of -1 (a new level) contributes nothing to its
+        term. Column by column, so the temporaries stay at a few n-vectors."""
         eta = X @ self.fixef.to_numpy()
         for t, Z, c in zip(self._terms, Zs, codes, strict=True):
             known = c >= 0
-            contrib = np.einsum("nk,nk->n", Z[known], t.modes[c[known]])
-            eta[known] += contrib
+            every = bool(known.all())
+            for a in range(Z.shape[1]):
+                if every:
+                    eta += Z[:, a] * t.modes[c, a]
+                else:
+                    eta[known] += Z[known, a] * t.modes[c[known], a]
         return eta
 
     @property
