@@ -33,7 +33,6 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
-import nlopt
 import numpy as np
 import pandas as pd
 from scipy.linalg import solve_triangular
@@ -42,7 +41,7 @@ from .api import blas_threads_for
 from .blocks import CrossProducts, with_response
 from .deviance import ProfiledDeviance, ThetaLayout
 from .errors import MultilevelError
-from .optimize import BOUNDARY, on_boundary
+from .optimize import BOUNDARY, minimize_from, on_boundary
 from .simulate import SimModel, _check_count
 
 # ---------------------------------------------------------------------------------------
@@ -149,72 +148,6 @@ def theta_for_data(layout: ThetaLayout, theta_s: np.ndarray, z_scale) -> np.ndar
     """Inverse of :func:`theta_for_deviance`."""
     d = np.array([z_scale[t][a] for t, a in zip(layout.term, layout.row, strict=True)])
     return np.asarray(theta_s, dtype=float) / d
-
-
-# ---------------------------------------------------------------------------------------
-# A local optimiser started where we choose
-# ---------------------------------------------------------------------------------------
-
-
-def minimize_from(
-    f,
-    x0,
-    lower,
-    upper=None,
-    step=None,
-    ftol_rel: float = 1e-12,
-    xtol_abs: float = 1e-10,
-    maxeval: int = 5000,
-    restart: bool = True,
-):
-    """Minimise ``f`` with BOBYQA from ``x0`` within [lower, upper], then once more from the
-    best point with a fresh (smaller) trust region, as :func:`multilevel.optimize.minimize_theta`
-    checks its optima. Returns (x, f(x), evaluations); f(x) is inf when no point was finite."""
-    x0 = np.asarray(x0, dtype=float)
-    n = len(x0)
-    lower = np.broadcast_to(np.asarray(lower, dtype=float), (n,)).copy()
-    upper = (
-        np.full(n, np.inf)
-        if upper is None
-        else np.broadcast_to(np.asarray(upper, dtype=float), (n,)).copy()
-    )
-    best = [np.clip(x0, lower, upper), math.inf]
-    count = [0]
-
-    def obj(x, grad):
-        count[0] += 1
-        v = f(x)
-        if not np.isfinite(v):
-            return 1e300
-        if v < best[1]:
-            best[0], best[1] = x.copy(), v
-        return v
-
-    def run(start, st):
-        opt = nlopt.opt(nlopt.LN_BOBYQA, n)
-        opt.set_lower_bounds(lower)
-        opt.set_upper_bounds(upper)
-        opt.set_min_objective(obj)
-        opt.set_ftol_rel(ftol_rel)
-        opt.set_xtol_abs(xtol_abs)
-        opt.set_maxeval(maxeval)
-        if st is not None:
-            st = np.asarray(st, dtype=float)
-            # the first step must stay within the bounds on one side at least
-            room = np.maximum(upper - start, start - lower)
-            opt.set_initial_step(np.minimum(np.broadcast_to(st, (n,)), np.maximum(room, 1e-8)))
-        try:
-            opt.optimize(np.clip(start, lower, upper))
-        except (nlopt.RoundoffLimited, RuntimeError, ValueError):
-            pass
-
-    if n == 0:
-        return x0, float(f(x0)), 1
-    run(best[0], step)
-    if restart and np.isfinite(best[1]):
-        x1 = best[0]
-        run(x1, np.maximum(0.05 * np.abs(x1), 0.01))
-    return best[0], float(best[1]), count[0]
 
 
 # ---------------------------------------------------------------------------------------

@@ -45,7 +45,6 @@ from scipy.stats import chi2, norm
 from .blocks import crossproducts, with_response
 from .bootstrap import (
     _perc_label,
-    minimize_from,
     param_names,
     sdcor_from_theta,
     theta_for_deviance,
@@ -54,6 +53,7 @@ from .bootstrap import (
 )
 from .deviance import ProfiledDeviance
 from .errors import MultilevelError
+from .optimize import minimize_from
 
 METHODS = ("wald", "profile", "boot")
 

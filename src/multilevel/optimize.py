@@ -57,13 +57,27 @@ class OptimResult:
 
 
 def _run(
-    f, x0, lower, step, counter, algorithm=nlopt.LN_BOBYQA, ftol=None, xtol=None, maxeval=None
+    f,
+    x0,
+    lower,
+    step,
+    counter,
+    algorithm=nlopt.LN_BOBYQA,
+    ftol=None,
+    xtol=None,
+    maxeval=None,
+    upper=None,
 ):
-    """One nlopt run; returns the best point it evaluated, its value and nlopt's code."""
+    """One nlopt run within [lower, upper] (upper: none by default); returns the best point
+    it evaluated, its value and nlopt's code."""
     n = len(x0)
     opt = nlopt.opt(algorithm, n)
     opt.set_lower_bounds(lower)
     x0 = np.maximum(np.asarray(x0, float), lower)
+    if upper is not None:
+        upper = np.broadcast_to(np.asarray(upper, dtype=float), (n,))
+        opt.set_upper_bounds(upper)
+        x0 = np.minimum(x0, upper)
     best = [x0.copy(), np.inf]
 
     def obj(x, grad):
@@ -80,6 +94,10 @@ def _run(
     opt.set_xtol_abs(XTOL_ABS if xtol is None else xtol)
     opt.set_maxeval(MAXEVAL if maxeval is None else maxeval)
     if step is not None:
+        step = np.broadcast_to(np.asarray(step, dtype=float), (n,))
+        if upper is not None:  # the first step must stay within the bounds on one side
+            room = np.maximum(upper - x0, x0 - lower)
+            step = np.minimum(step, np.maximum(room, 1e-8))
         opt.set_initial_step(step)
     try:
         opt.optimize(x0)
@@ -89,6 +107,35 @@ def _run(
     except (RuntimeError, ValueError):
         code = nlopt.FAILURE
     return best[0], float(best[1]), code
+
+
+def minimize_from(
+    f,
+    x0,
+    lower,
+    upper=None,
+    step=None,
+    ftol_rel: float = FTOL_REL,
+    xtol_abs: float = XTOL_ABS,
+    maxeval: int = 5000,
+    restart: bool = True,
+) -> tuple[np.ndarray, float, int]:
+    """Minimise ``f`` with BOBYQA from ``x0`` within [lower, upper], then once more from the
+    best point with a fresh (smaller) trust region, as :func:`minimize_theta` checks its
+    optima; for refits that start where we choose (bootstrap replicates, profiles).
+    Returns (x, f(x), evaluations); f(x) is inf when no point was finite."""
+    x0 = np.asarray(x0, dtype=float)
+    if len(x0) == 0:
+        return x0, float(f(x0)), 1
+    lower = np.broadcast_to(np.asarray(lower, dtype=float), x0.shape)
+    counter = [0]
+    kw = dict(ftol=ftol_rel, xtol=xtol_abs, maxeval=maxeval, upper=upper)
+    x, fx, _ = _run(f, x0, lower, step, counter, **kw)
+    if restart and np.isfinite(fx):
+        x1, f1, _ = _run(f, x, lower, np.maximum(0.05 * np.abs(x), 0.01), counter, **kw)
+        if f1 < fx:
+            x, fx = x1, f1
+    return x, fx, counter[0]
 
 
 def on_boundary(theta: np.ndarray, layout: ThetaLayout) -> np.ndarray:
