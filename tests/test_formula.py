@@ -3,6 +3,7 @@ code. Parsing only: nothing here fits a model, except the checks that refused fo
 reach evaluation."""
 
 import os
+import re
 import uuid
 
 import numpy as np
@@ -12,6 +13,8 @@ import pytest
 import multilevel
 from multilevel.errors import FormulaError, MultilevelError
 from multilevel.formula import (
+    ALLOWED_FUNCTIONS,
+    CONTRASTS,
     RandomTerm,
     check_expression,
     check_formula_expressions,
@@ -366,3 +369,212 @@ def test_check_formula_expressions_checks_both_sides():
 def test_strings_inside_quotes_are_not_scanned():
     # keywords and dunders inside a string argument or a backticked name are data, not code
     parse_formula("y ~ C(h, Treatment('lambda')) + `__odd name__` + (1 | g)")
+
+
+# -- contrasts in C() --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sleep3():
+    d = multilevel.datasets.load("sleepstudy")
+    d["a"] = (d.Days % 3).astype(str)
+    return d
+
+
+def _fixef(formula, data):
+    return multilevel.fit(f"Reaction ~ {formula} + (1 | Subject)", data).fixef
+
+
+@pytest.mark.parametrize(
+    "spelling, working",
+    [
+        # patsy's bare Treatment is a function in formulaic: it is called
+        ("C(a, Treatment)", "C(a, Treatment())"),
+        ("C(a, contrasts=Treatment)", "C(a, contrasts=Treatment())"),
+        # the reference level under the other package's name
+        ("C(a, Treatment(base='1'))", "C(a, Treatment(reference='1'))"),
+        ('C(a, Treatment(base="1"))', "C(a, Treatment(reference='1'))"),
+        ("C(a, contr.treatment(reference='1'))", "C(a, contr.treatment(base='1'))"),
+        ("C(a, contr.SAS(reference='0'))", "C(a, contr.SAS(base='0'))"),
+        # names as strings
+        ('C(a, "sum")', "C(a, contr.sum)"),
+        ("C(a, 'Sum')", "C(a, contr.sum)"),
+        ("C(a, 'contr.sum')", "C(a, contr.sum)"),
+        ("C(a, contrasts='sum')", "C(a, contrasts=contr.sum)"),
+        ("C(a, 'treatment')", "C(a, contr.treatment)"),
+        ("C(a, 'Treatment')", "C(a, contr.treatment)"),
+        ("C(a, 'helmert')", "C(a, contr.helmert)"),
+        ("C(a, 'poly')", "C(a, contr.poly)"),
+        ("C(a, 'diff')", "C(a, contr.diff)"),
+        ("C(a, 'SAS')", "C(a, contr.SAS)"),
+        # R's short names (stats::C)
+        ("C(a, sum)", "C(a, contr.sum)"),
+        ("C(a, treatment)", "C(a, contr.treatment)"),
+        ("C(a, helmert)", "C(a, contr.helmert)"),
+        ("C(a, poly)", "C(a, contr.poly)"),
+        ("C(a, SAS)", "C(a, contr.SAS)"),
+        # patsy's name of C's argument
+        ("C(a, contrast=Sum)", "C(a, contrasts=Sum)"),
+        # in an interaction and inside {...}
+        ("C(a, Treatment):Days", "C(a, Treatment()):Days"),
+        ("{C(a, 'sum')}", "{C(a, contr.sum)}"),
+    ],
+)
+def test_contrast_spellings_fit_as_their_working_equivalent(sleep3, spelling, working):
+    got, want = _fixef(spelling, sleep3), _fixef(working, sleep3)
+    assert len(got) >= 3
+    pd.testing.assert_series_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "spelling, same_values_as",
+    [
+        ("C(a, Treatment)", "C(a)"),
+        ("C(a, Treatment(base='1'))", "C(a, Treatment('1'))"),
+        ("C(a, 'sum')", "C(a, Sum)"),
+        ("C(a, helmert)", "C(a, Helmert)"),
+        ("C(a, 'poly')", "C(a, Poly)"),
+        ("C(a, 'diff')", "C(a, Diff)"),
+        # SAS coding: treatment coding against the last level
+        ("C(a, SAS)", "C(a, Treatment('2'))"),
+    ],
+)
+def test_contrast_spellings_give_the_coefficients_of_the_coding(sleep3, spelling, same_values_as):
+    got, want = _fixef(spelling, sleep3), _fixef(same_values_as, sleep3)
+    np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-9)
+
+
+def test_contrast_rewrites_are_formulaic_spellings_and_working_ones_are_kept():
+    mf = parse_formula("y ~ C(a,Sum) + C(b, Treatment) + x:C(h, 'sum') + (C(a, sum) || g)")
+    assert mf.fixed == "C(a,Sum) + C(b, Treatment()) + x:C(h, contr.sum)"
+    assert [rt.expr for rt in mf.random] == ["1", "0 + {C(a, contr.sum)}"]
+    assert parse_formula("y ~ x + (1 + C(a, Treatment) | g)").random[0].expr == (
+        "1 + C(a, Treatment())"
+    )
+    # nested: the C() inside is rewritten with the outer one
+    assert parse_formula("y ~ C(C(a, Treatment), 'sum') + (1 | g)").fixed == (
+        "C(C(a, Treatment()), contr.sum)"
+    )
+
+
+def test_reference_level_is_the_level_not_its_position(sleep3):
+    # formulaic's base= / patsy's reference= name the level (R's base= is a position)
+    names = list(_fixef("C(Days, contr.treatment(base=2))", sleep3).index)
+    assert "C(Days, contr.treatment(base=2))[T.0]" in names
+    assert not any(n.endswith("[T.2]") for n in names)
+    assert list(_fixef("C(Days, Treatment(base=2))", sleep3).index) == [
+        n.replace("contr.treatment(base=2)", "Treatment(reference=2)") for n in names
+    ]
+
+
+ACCEPTED = ("Treatment", "contr.SAS", "contr.treatment", "'sum'")
+
+
+@pytest.mark.parametrize(
+    "spelling, named",
+    [
+        ("C(a, Deviation)", "unknown contrast 'Deviation'"),
+        ("C(a, 'deviation')", "unknown contrast 'deviation'"),
+        ("C(a, Deviation())", "unknown contrast 'Deviation'"),
+        ("C(a, contr.custom)", "unknown contrast 'contr.custom'"),
+        ("C(a, contr.deviation(1))", "unknown contrast 'contr.deviation'"),
+        ("C(a, Days)", "unknown contrast 'Days'"),  # a column is no contrast
+        ("C(a, log(Days))", "unknown contrast 'log'"),
+        ("C(a, 3)", "unknown contrast '3'"),
+        ("C(a, sas)", "did you mean 'SAS'?"),
+        ("C(a, SUM)", "did you mean 'sum'?"),
+    ],
+)
+def test_unknown_contrast_is_named_with_the_accepted_ones(sleep3, spelling, named):
+    for formula in (
+        f"Reaction ~ {spelling} + (1 | Subject)",
+        f"Reaction ~ Days + (1 + {spelling} | Subject)",
+        f"Reaction ~ Days + ({spelling} || Subject)",
+    ):
+        with pytest.raises(FormulaError) as info:
+            multilevel.fit(formula, sleep3)
+        message = str(info.value)
+        assert named in message
+        assert all(a in message for a in ACCEPTED), message
+
+
+@pytest.mark.parametrize(
+    "spelling, named",
+    [
+        ("C(a, Treatment(bse='1'))", "Treatment() has no argument 'bse'"),
+        ("C(a, Treatment(bse='1'))", "reference="),
+        ("C(a, contr.treatment(ref='1'))", "contr.treatment() has no argument 'ref'"),
+        ("C(a, Sum(omit='1'))", "Sum() has no argument 'omit'"),
+        ("C(a, Helmert(rev=True))", "Helmert() has no argument 'rev'"),
+        ("C(a, Treatment('1', '2'))", "Treatment() in 'C(a, Treatment('1', '2'))' takes"),
+        ("C(a, Treatment('1', base='2'))", "given 'reference' twice"),
+        ("C(a, Treatment(Days))", "must be a level written as a constant"),
+        ("C(a, Treatment(reference=Days))", "'Days' is not one"),
+        ("C(a, Helmert(reverse=1))", "'reverse' of the contrast Helmert() in"),
+        ("C(a, Poly(scores=Days))", "Poly(scores=...)"),
+        ("C(a, base='1')", "C() has no argument 'base'"),
+        ("C(a, reference='1')", "the reference level goes in the contrast"),
+        ("C(a, Sum, Sum)", "C() takes the column and one contrast"),
+        ("C(a, Sum, contrasts=Sum)", "gives the contrast twice"),
+        ("C(a, contrast=Sum, contrasts=Sum)", "gives the contrast twice"),
+        ("C()", "'C()' needs the column"),
+        ("Sum(a)", "the contrast Sum in 'Sum(a)' belongs inside C()"),
+        ("Treatment(a)", "the contrast Treatment in 'Treatment(a)' belongs inside C()"),
+        ("I(contr.sum)", "the contrast contr.sum in 'contr.sum' belongs inside C()"),
+    ],
+)
+def test_wrong_contrast_arguments_are_named(sleep3, spelling, named):
+    with pytest.raises(FormulaError) as info:
+        multilevel.fit(f"Reaction ~ {spelling} + (1 | Subject)", sleep3)
+    assert named in str(info.value)
+    with pytest.raises(FormulaError, match=re.escape(named)):
+        parse_formula(f"y ~ x + (1 + {spelling} | g)")
+
+
+def test_contrast_table_is_what_formulaic_takes():
+    """CONTRASTS lists, for each contrast name, the arguments formulaic's object takes."""
+    import dataclasses
+    import inspect
+
+    from formulaic.transforms import TRANSFORMS
+    from formulaic.transforms.contrasts import Contrasts
+
+    for name, params in CONTRASTS.items():
+        obj = TRANSFORMS[name] if "." not in name else getattr(TRANSFORMS["contr"], name[6:])
+        if inspect.isclass(obj):
+            assert issubclass(obj, Contrasts)
+            assert tuple(f.name for f in dataclasses.fields(obj)) == params, name
+        else:  # patsy's Treatment: a function returning a Contrasts
+            assert tuple(inspect.signature(obj).parameters) == params, name
+            assert isinstance(obj(), Contrasts)
+        assert name in ALLOWED_FUNCTIONS
+    registry = {k for k, v in vars(TRANSFORMS["contr"]).items() if inspect.isclass(v)}
+    assert {f"contr.{k}" for k in registry - {"custom"}} <= set(CONTRASTS)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "C(a, contr.treatment(base=open('MARKER', 'w')))",
+        "C(a, Treatment(base=open('MARKER', 'w')))",
+        "C(a, contrast=open('MARKER', 'w'))",
+        "C(a, contrasts=Treatment(reference=open('MARKER', 'w')))",
+        "C(open('MARKER', 'w'), Treatment)",
+        "C(a, 'sum' if open('MARKER', 'w') else 'sum')",
+        "C(a, contr.sum(open('MARKER', 'w')))",
+        "C(a, Sum, levels=open('MARKER', 'w'))",
+        "C(a, SAS, spans_intercept=open('MARKER', 'w'))",
+        "C(a, contr.custom(open('MARKER', 'w')))",
+    ],
+)
+def test_contrast_rewrites_never_run_code(tmp_path, sleep3, spelling):
+    # the rewrites rename and replace leaves only: code in a contrast is refused as before
+    marker = tmp_path / "ran"
+    spelling = spelling.replace("MARKER", str(marker))
+    for formula in (
+        f"Reaction ~ {spelling} + (1 | Subject)",
+        f"Reaction ~ ({spelling} || Subject)",
+    ):
+        with pytest.raises(FormulaError, match="open|if"):
+            multilevel.fit(formula, sleep3)
+    assert not marker.exists()
