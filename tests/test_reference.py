@@ -8,6 +8,7 @@ SEs to 1e-3.
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import gaussian_references, reference
 
@@ -114,7 +115,10 @@ def test_dyestuff2_is_singular_with_zero_batch_sd():
     vc = m.varcorr
     assert vc.loc[vc.group == "Batch", "sdcor"].iloc[0] == pytest.approx(0.0, abs=1e-6)
     assert "Batch" in m.singular_terms[0]
-    assert "singular" in m.summary()
+    note = [line for line in m.summary().splitlines() if "singular" in line]
+    assert len(note) == 1 and "variance of '(Intercept)' in Batch" in note[0]
+    assert "groups differ no more than the residual variation" in note[0]  # what it means
+    assert "correlation at +1" not in note[0]  # and only what applies
 
 
 def test_nonsingular_fits_are_not_flagged():
@@ -159,3 +163,20 @@ def test_summary_of_a_response_at_1e80_falls_back_to_t_values():
     df = pd.DataFrame({"y": rng.normal(size=40) * 1e80, "x": rng.normal(size=40), "g": i % 5})
     text = multilevel.fit("y ~ x + (1 | g)", df).summary()
     assert "Fixed effects" in text and "t value" in text
+
+
+def test_a_correlation_at_one_is_explained_in_the_summary():
+    """4 groups, a random slope whose true effect is proportional to the intercept's: the
+    fit puts the correlation at +1, and the note says so and what it usually means."""
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(4), 10)
+    x = np.tile(np.arange(10, dtype=float), 4)
+    a = rng.normal(size=4)
+    y = 1 + 0.5 * x + a[g] + 0.3 * a[g] * x + rng.normal(size=40)
+    m = multilevel.fit("y ~ x + (1 + x | g)", pd.DataFrame({"y": y, "x": x, "g": g}))
+    assert m.singular_terms == ["the correlation of '(Intercept)' and 'x' in g is estimated as +1"]
+    vc = m.varcorr
+    assert vc.loc[vc.term2.notna(), "sdcor"].iloc[0] == pytest.approx(1, abs=1e-6)
+    note = [line for line in m.summary().splitlines() if "singular" in line][0]
+    assert "cannot separate the variation of the effects" in note and "(1 + x || g)" in note
+    assert "variance at zero" not in note

@@ -175,10 +175,31 @@ def summary_text(fit) -> str:
     if fit.scale_note:
         notes.append(fit.scale_note)
     if fit.singular:
-        notes.append("boundary (singular) fit: " + "; ".join(fit.singular_terms))
+        notes.append(
+            "boundary (singular) fit: " + "; ".join(fit.singular_terms) + ". " + _singular_hint(fit)
+        )
     if not fit.converged:
         notes.append(f"the optimiser did not converge: {fit.optim.message}")
     if notes:
         lines.append("")
         lines.extend(f"Note: {n}" for n in notes)
     return "\n".join(lines)
+
+
+def _singular_hint(fit) -> str:
+    """What a boundary estimate usually means, in plain words."""
+    hints = []
+    if any("variance of" in m for m in fit.singular_terms):
+        hints.append(
+            "A variance at zero means the groups differ no more than the residual variation "
+            "alone would make them (or there are too few groups to tell); the estimates are "
+            "those of the model without that effect, which can be dropped"
+        )
+    if any("correlation of" in m or "is singular" in m for m in fit.singular_terms):
+        hints.append(
+            "A correlation at +1 or -1 (or a singular covariance matrix) means the data "
+            "cannot separate the variation of the effects (often too few groups for a random "
+            "slope); an uncorrelated term such as (1 + x || g), or fewer varying effects, "
+            "is usually as good a fit"
+        )
+    return ". ".join(hints) + "."
