@@ -228,6 +228,10 @@ def _payloads(marker: Path) -> list[str]:
 
 
 PAYLOADS = _payloads(MARKER)
+#: Test ids for :data:`PAYLOADS`: the payloads with the path written as MARKER. MARKER's name
+#: is random in each process, and pytest-xdist refuses to run when its workers collect
+#: different test ids.
+PAYLOAD_IDS = [p.replace(str(MARKER), "MARKER") for p in PAYLOADS]
 
 FRAGMENTS = [
     "(",

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from hypothesis import event, example, given
 from hypothesis.control import currently_in_test_context
-from strategies import MARKER, PAYLOADS, formula_data, grammar_formulas, hostile_formulas
+from strategies import (
+    MARKER,
+    PAYLOAD_IDS,
+    PAYLOADS,
+    formula_data,
+    grammar_formulas,
+    hostile_formulas,
+)
 
 import multilevel
 from multilevel.errors import FormulaError, MultilevelError
@@ -89,7 +96,7 @@ def test_hostile_formulas_fit_or_fail_with_our_error_and_never_run_code(text):
         assert np.isfinite(out.objective)
 
 
-@pytest.mark.parametrize("payload", PAYLOADS)
+@pytest.mark.parametrize("payload", PAYLOADS, ids=PAYLOAD_IDS)
 @pytest.mark.parametrize(
     "template", ["y ~ {p} + (1 | g)", "{p} ~ x + (1 | g)", "y ~ x + ({p} | g)", "y ~ (x || {p})"]
 )
@@ -98,3 +105,11 @@ def test_every_payload_is_refused_everywhere(payload, template):
     out = fit_or_error(template.format(p=payload))
     assert isinstance(out, FormulaError | multilevel.DataError)
     assert not MARKER.exists()
+
+
+def test_test_ids_are_the_same_in_every_process(request):
+    # pytest -n (xdist) needs every worker to collect the same ids: none may hold MARKER,
+    # whose name is random in each process
+    ids = [item.nodeid for item in request.session.items]
+    assert len(set(PAYLOAD_IDS)) == len(PAYLOADS)
+    assert not [i for i in ids if MARKER.name in i]
