@@ -4,7 +4,7 @@ random slopes, crossed factors, zero variances. Every data set either fits or fa
 MultilevelError. A fit's criterion, coefficients and σ equal the dense textbook formulas at
 its θ, and its optimum is one that scipy from three other starts does not improve on by
 more than 1e-6 (relative), unless the miss is of a kind known in the engine's optimiser
-(E1, E3 in ``strategies``)."""
+(E3 in ``strategies``: a fit that says it did not converge)."""
 
 import warnings
 

@@ -13,7 +13,7 @@ Each property checks, for a data set and its changed copy:
   Where row order or labels move the optimum by more than 1e-8 but less than 1e-6, the
   optimiser stopped in a flat valley (E4 in ``strategies``, counted in the statistics).
   Where the optima differ by more, the higher fit must have missed the lower one's point
-  for a known limit of the optimiser (E1, E3; then the estimates are not compared); any
+  for a known limit of the optimiser (E3; then the estimates are not compared); any
   other difference fails.
 
 θ at an optimum is known only to the optimiser's precision in flat directions (e.g. the
@@ -90,7 +90,7 @@ def optima_agree(a, b, shift: float, to_b, to_a, rtol: float) -> float | None:
     To ``rtol``: 1e-3 SE (θ is free to ~1e-3 in flat directions even then). Only to
     :data:`OPTIMUM_RTOL` (the optimiser stopped in a flat valley, E4 in ``strategies``):
     1e-2 SE. Further apart, the higher of the two must have missed the other's point for a
-    known limit of the optimiser (E1, E3), and the estimates are not compared; any other
+    known limit of the optimiser (E3), and the estimates are not compared; any other
     disagreement fails. In data sets of fewer than ``MIN_NOBS_COMPARED`` rows the criterion
     can be flat over a wide range of θ: there the estimates are not compared."""
     diff = b.objective - (a.objective + shift)

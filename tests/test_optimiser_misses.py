@@ -6,18 +6,17 @@ import json
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 import multilevel
+from multilevel.bootstrap import theta_for_deviance
 
 DATA = Path(__file__).parent / "data" / "optimiser_misses"
 CASES = json.loads((DATA / "cases.json").read_text())["cases"]
-FIXED = ["E2a", "E2a2", "E2b", "E2c", "E3"]  # E1 (a false boundary) is not fixed yet
 
 
-@pytest.mark.parametrize("name", FIXED)
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_the_lower_minimum_is_reached(name):
     case = CASES[name]
     data = pd.read_csv(DATA / f"{name}.csv")
@@ -25,9 +24,11 @@ def test_the_lower_minimum_is_reached(name):
         warnings.simplefilter("ignore")
         fit = multilevel.fit(case["formula"], data, reml=case["reml"])
     # the recorded point is as low as recorded (the reproducer is intact) ...
-    lower = fit._deviance(np.array(case["lower_theta"]))
+    lower = fit._deviance(theta_for_deviance(fit._layout, case["lower_theta"], fit._cp.z_scale))
     assert lower == pytest.approx(case["lower"], rel=1e-9)
     # ... and the fit gets there
     assert fit.objective <= lower + 1e-6 * abs(lower)
     assert fit.converged
-    assert case["ours"] > lower + 0.01  # what the fit once stopped at
+    assert case["ours"] > lower + 0.001  # what the fit once stopped at
+    # lme4's default optimiser, on the same CSV: as low, or (where it too stops early) higher
+    assert fit.objective <= case["lme4"] + 1e-6 * abs(case["lme4"])

@@ -100,7 +100,7 @@ class CrossProducts:
 
 
 #: a Z column whose root mean square lies outside this range enters the blocks scaled to 1
-Z_SCALE_RANGE = (1e-2, 1e2)
+Z_SCALE_RANGE = (0.5, 2.0)
 
 
 def z_scales(Z: np.ndarray) -> np.ndarray:
