@@ -311,6 +311,23 @@ def hard_designs() -> None:
 # -- hostile input ---------------------------------------------------------------------------
 
 
+def false_boundary() -> None:
+    """A data set (from the property tests) whose optimum has a small intercept SD and a
+    correlation of -1 with a slope on x at 1e-2: lme4's default optimiser and ours before
+    2026-11-26 stopped 2.8 deviance units higher, with the intercept variance at 0."""
+    path = Path(__file__).parent.parent / "tests/data/optimiser_misses/E1b.csv"
+    m, notes, _ = fit_quietly("y ~ x + w + (1 + x | g)", pd.read_csv(path))
+    row(
+        "An optimum next to a false boundary",
+        "48 rows, x at 1e-2: `y ~ x + w + (1 + x | g)` (tests/data/optimiser_misses/E1b.csv)",
+        describe(
+            m,
+            notes,
+            f"criterion {m.objective:.4f} (lme4's default stops at 355.7654); {verified(m)}",
+        ),
+    )
+
+
 def hostile_input() -> None:
     good = good_csv()
     for case, formula in [
@@ -324,6 +341,8 @@ def hostile_input() -> None:
         ("Attribute access", "y ~ x.to_csv('pwned') + (1 | g)"),
         ("Formula operators in the response", "y - 1 ~ x + (1 | g)"),
         ("An unknown column", "y ~ z + (1 | g)"),
+        ("The response among its own predictors", "y ~ y + x + (1 | g)"),
+        ("An unknown contrast", "y ~ x + C(g, Deviation) + (1 | g)"),
         ("A misspelt column", "y ~ x + (1 | G)"),
     ]:
         row(case, f"`{formula}`", cli({"data.csv": good}, formula))
@@ -449,6 +468,7 @@ def hostile_input() -> None:
 
 def main() -> None:
     hard_designs()
+    false_boundary()
     n_hard = len(ROWS)
     hostile_input()
     print("| Case | Input | What the user sees |")
