@@ -624,3 +624,18 @@ def test_later_changes_to_the_callers_data_do_not_reach_the_fit():
 def test_response_among_its_own_predictors_is_refused(data, formula):
     with pytest.raises(DataError, match="response 'y' also appears among the"):
         build_frame(formula, data)
+
+
+def test_a_reference_level_that_does_not_exist_is_named_with_the_levels(data):
+    with pytest.raises(
+        FormulaError, match=r"'9'.*not among the provided levels.*'h' has levels 'p', 'q', 'r', 's'"
+    ):
+        build_frame("y ~ x + C(h, Treatment('9')) + (1 | g)", data)
+
+
+@pytest.mark.parametrize("name", ["Sum", "Treatment", "Poly"])
+def test_a_contrast_written_as_a_column_is_pointed_inside_C(data, name):
+    with pytest.raises(
+        DataError, match=rf"'{name}' is a contrast: use it inside C\(\), e.g. 'C\(g, {name}\)'"
+    ):
+        build_frame(f"y ~ x + {name} + (1 | g)", data)

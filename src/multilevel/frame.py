@@ -20,6 +20,7 @@ import pandas as pd
 from .errors import DataError, FormulaError
 from .formula import (
     ALLOWED_FUNCTIONS,
+    CONTRAST_NAMES,
     EXTRA_FUNCTIONS,
     ModelFormula,
     RandomTerm,
@@ -139,6 +140,20 @@ def _first_line(e: Exception) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
+def _explain(message: str, expr: str, sub: pd.DataFrame) -> str:
+    """formulaic's message, with the levels a contrast's reference level must be one of
+    when that is what went wrong (formulaic names the value, not the column)."""
+    if "is not among the provided levels" not in message:
+        return message
+    shown = []
+    for name in dict.fromkeys(re.findall(r"\bC\(\s*`?([^,`)]+?)`?\s*,", expr)):
+        if name in sub.columns:
+            levels = sorted(map(_label, sub[name].dropna().unique()))
+            more = f", ... ({len(levels)} levels)" if len(levels) > 20 else ""
+            shown.append(f"'{name}' has levels " + ", ".join(map(repr, levels[:20])) + more)
+    return message + (f" ({'; '.join(shown)})" if shown else "")
+
+
 def _names_used(factors) -> set[str]:
     """Column names the (already checked) factors read."""
     from formulaic.parser.types.factor import Factor
@@ -163,7 +178,9 @@ def _check_columns(names: set[str], df: pd.DataFrame, formula: str) -> None:
                 lowered = {c.lower(): c for c in cols}
                 close = [lowered[m.lower()]] if m.lower() in lowered else []
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            if m in ALLOWED_FUNCTIONS:
+            if m in CONTRAST_NAMES or f"contr.{m}" in ALLOWED_FUNCTIONS:
+                hint += f" ('{m}' is a contrast: use it inside C(), e.g. 'C(g, {m})')"
+            elif m in ALLOWED_FUNCTIONS:
                 hint += f" ('{m}' is a function: call it, e.g. '{m}(x)')"
             hints.append(f"'{m}'{hint}")
         shown = ", ".join(cols[:30]) + (f", ... ({len(cols)} columns)" if len(cols) > 30 else "")
@@ -240,7 +257,8 @@ def build_frame(formula: str, data) -> ModelFrame:
         mm = model_matrix(formulaic_formula(spec), sub, context=eval_context(), na_action="ignore")
     except Exception as e:  # noqa: BLE001
         raise FormulaError(
-            f"cannot build the fixed-effects matrix of '{mf.fixed_formula}': {_first_line(e)}",
+            f"cannot build the fixed-effects matrix of '{mf.fixed_formula}': "
+            + _explain(_first_line(e), mf.fixed, sub),
             mf.text,
         ) from None
     if column is not None:
