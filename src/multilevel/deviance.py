@@ -115,6 +115,7 @@ class ProfiledDeviance:
         self.k1, self.l1 = k1, l1
         self.A11 = cp.diag[0]
         self.B1 = cp.zw[0].reshape(l1, k1, self.p + 1)
+        self.first = first_block(self.A11, self.B1)
         q = cp.q
         self.offsets = np.concatenate([[0], np.cumsum(q[1:])]).astype(int)
         self.qr = int(self.offsets[-1])
@@ -141,6 +142,7 @@ class ProfiledDeviance:
         new.cp = cp
         new.reml = self.reml if reml is None else reml
         new.B1 = cp.zw[0].reshape(self.l1, self.k1, self.p + 1)
+        new.first = first_block(new.A11, new.B1)
         new.Arr = new._static_rest()
         new._ld_xscale = 2.0 * cp.std.log_scale
         return new
@@ -174,33 +176,14 @@ class ProfiledDeviance:
     def factor(self, theta: np.ndarray) -> Factorization:
         return self._compute(np.asarray(theta, dtype=float), keep=True)
 
-    def _first_block(self, lam1: np.ndarray):
-        """Per level: M_c = Λ'A_cΛ + I, log det, M_c⁻¹ and G_c = Λ M_c⁻¹ Λ'."""
-        A = self.A11
-        if self.k1 == 1:
-            t2 = lam1[0, 0] ** 2
-            mdiag = t2 * A[:, 0, 0] + 1.0
-            minv = (1.0 / mdiag)[:, None, None]
-            return float(np.log(mdiag).sum()), minv, t2 * minv
-        if self.k1 == 2:  # closed form, the common intercept-and-slope case
-            return _first_block_2x2(lam1, A)
-        M = np.einsum("ba,lbc,cd->lad", lam1, A, lam1)
-        M[:, np.arange(self.k1), np.arange(self.k1)] += 1.0
-        chol = np.linalg.cholesky(M)
-        logdet = 2.0 * float(np.log(np.diagonal(chol, axis1=1, axis2=2)).sum())
-        minv = np.linalg.inv(M)
-        G = np.einsum("ab,lbc,dc->lad", lam1, minv, lam1)
-        return logdet, minv, G
-
     def _compute(self, theta: np.ndarray, keep: bool):
         lams = self.layout.lambdas(theta)
-        logdet1, minv, G = self._first_block(lams[0])
         qr, m, p = self.qr, self.m, self.p
-        GB = _times_blocks(G, self.B1).reshape(self.l1 * self.k1, p + 1)
-        B = self.B1.reshape(self.l1 * self.k1, p + 1)
+        logdet1, BGB, G, minv = self.first(lams[0], full=keep or qr > 0)
         S = self.Arr.copy()
-        S[qr:, qr:] -= B.T @ GB
+        S[qr:, qr:] -= BGB
         if qr:
+            GB = _times_blocks(G, self.B1).reshape(self.l1 * self.k1, p + 1)
             RGB = self.R @ GB
             S[qr:, :qr] -= RGB.T
             flat = S.reshape(-1)
@@ -259,26 +242,127 @@ class ProfiledDeviance:
             S[:, o : o + lj * kj] = np.einsum("rlb,ba->rla", cols, lam).reshape(m, lj * kj)
 
 
-def _first_block_2x2(lam: np.ndarray, A: np.ndarray):
-    """:meth:`ProfiledDeviance._first_block` for k = 2, element by element (numpy's stacked
-    2 x 2 matmul and inverse cost ~10x more). Λ = [[l11, 0], [l21, l22]], A_c = [[a, b],
-    [b, c]]: M = Λ'AΛ + I, M⁻¹ = [[m11, -m01], [-m01, m00]] / det, G = Λ M⁻¹ Λ'."""
-    (l11, _), (l21, l22) = lam
-    a, b, c = A[:, 0, 0], A[:, 1, 0], A[:, 1, 1]
-    u = b * l11 + c * l21
-    m00 = a * l11 * l11 + 2.0 * b * l11 * l21 + c * l21 * l21 + 1.0
-    m01 = l22 * u
-    m11 = c * l22 * l22 + 1.0
-    det = m00 * m11 - m01 * m01
-    minv = np.empty_like(A)
-    p, q, r = m11 / det, -m01 / det, m00 / det
-    minv[:, 0, 0], minv[:, 1, 1] = p, r
-    minv[:, 0, 1] = minv[:, 1, 0] = q
-    G = np.empty_like(A)
-    G[:, 0, 0] = l11 * l11 * p
-    G[:, 0, 1] = G[:, 1, 0] = l11 * (p * l21 + q * l22)
-    G[:, 1, 1] = l21 * l21 * p + 2.0 * l21 * l22 * q + l22 * l22 * r
-    return float(np.log(det).sum()), minv, G
+#: largest table of per-level outer products (entries) that a first block precomputes
+MAX_OUTER = 4_000_000
+
+
+class FirstBlock:
+    """The first (largest) term's diagonal blocks, level by level, for any k: from Λ (k, k)
+
+    * M_c = Λ'A_cΛ + I (A_c = Z_c'Z_c) and log|L_1|² = Σ_c log det M_c,
+    * G_c = Λ M_c⁻¹ Λ' and Σ_c B_c'G_cB_c (B_c = Z_c'[X y]), what the first term's random
+      effects take out of [X y]'[X y].
+
+    A (l, k, k), B (l, k, p+1). The sum is a product with a table of the per-level outer
+    products of B's rows, precomputed when it is small enough (:data:`MAX_OUTER`)."""
+
+    def __init__(self, A: np.ndarray, B: np.ndarray):
+        self.A, self.B = A, B
+        nl, k, w = B.shape
+        self.table = (
+            np.einsum("lai,lbj->labij", B, B).reshape(nl * k * k, w * w)
+            if nl * k * k * w * w <= MAX_OUTER
+            else None
+        )
+
+    def bgb(self, G: np.ndarray) -> np.ndarray:
+        """Σ_c B_c'G_cB_c, (p+1, p+1), for G (l, k, k)."""
+        w = self.B.shape[2]
+        if self.table is not None:
+            return (G.reshape(-1) @ self.table).reshape(w, w)
+        B = self.B.reshape(-1, w)
+        return B.T @ _times_blocks(G, self.B).reshape(-1, w)
+
+    def __call__(self, lam: np.ndarray, full: bool):
+        """(log|L_1|², Σ B_c'G_cB_c, G, M⁻¹); G and M⁻¹ (l, k, k) are always given here."""
+        A, k = self.A, self.A.shape[1]
+        M = np.einsum("ba,lbc,cd->lad", lam, A, lam)
+        M[:, np.arange(k), np.arange(k)] += 1.0
+        chol = np.linalg.cholesky(M)
+        logdet = 2.0 * float(np.log(np.diagonal(chol, axis1=1, axis2=2)).sum())
+        minv = np.linalg.inv(M)
+        G = np.einsum("ab,lbc,dc->lad", lam, minv, lam)
+        return logdet, self.bgb(G), G, minv
+
+
+class FirstBlock1(FirstBlock):
+    """k = 1: M_c = λ²a_c + 1, G_c = λ²/M_c."""
+
+    def __init__(self, A: np.ndarray, B: np.ndarray):
+        super().__init__(A, B)
+        self.a = np.ascontiguousarray(A[:, 0, 0])
+
+    def __call__(self, lam: np.ndarray, full: bool):
+        t2 = float(lam[0, 0]) ** 2
+        mdiag = t2 * self.a + 1.0
+        g = t2 / mdiag
+        logdet = float(np.log(mdiag).sum())
+        if self.table is not None:
+            bgb = (g @ self.table).reshape(self.B.shape[2], -1)
+        else:
+            bgb = self.bgb(g[:, None, None])
+        if not full:
+            return logdet, bgb, None, None
+        return logdet, bgb, g[:, None, None], (1.0 / mdiag)[:, None, None]
+
+
+class FirstBlock2(FirstBlock):
+    """k = 2 in closed form, the common intercept-and-slope case (numpy's stacked 2 x 2
+    matmul and inverse cost ~10x more). With Λ = [[l11, 0], [l21, l22]] and A_c = [[a, b],
+    [b, c]], the entries (m00, m01, m11) of M_c are linear in
+    v = (1, l11², l11 l21, l21², l11 l22, l21 l22, l22²): one product with a fixed (3l, 7)
+    matrix. M_c⁻¹ = [[p, q], [q, r]] with p = m11/det, q = -m01/det, r = m00/det, and
+    (g00, g01, g11) of G_c = ΛM_c⁻¹Λ' are (p, -q, r) times a 3 x 3 matrix of Λ's entries;
+    Σ_c B_c'G_cB_c is then one product with the packed table of outer products."""
+
+    def __init__(self, A: np.ndarray, B: np.ndarray):
+        super().__init__(A, B)
+        nl = A.shape[0]
+        a, b, c = A[:, 0, 0], A[:, 1, 0], A[:, 1, 1]
+        z, one = np.zeros(nl), np.ones(nl)
+        self.C = np.concatenate(
+            [
+                np.column_stack([one, a, 2 * b, c, z, z, z]),
+                np.column_stack([z, z, z, z, b, c, z]),
+                np.column_stack([one, z, z, z, z, z, c]),
+            ]
+        )
+        w = B.shape[2]
+        if self.table is not None:  # packed rows: 00, 01 + 10, 11
+            t = self.table.reshape(nl, 2, 2, w * w)
+            self.packed = np.concatenate([t[:, 0, 0], t[:, 0, 1] + t[:, 1, 0], t[:, 1, 1]])
+
+    def __call__(self, lam: np.ndarray, full: bool):
+        (l11, _), (l21, l22) = lam.tolist()
+        v = np.array([1.0, l11 * l11, l11 * l21, l21 * l21, l11 * l22, l21 * l22, l22 * l22])
+        m3 = (self.C @ v).reshape(3, -1)
+        m00, m01, m11 = m3
+        det = m00 * m11 - m01 * m01
+        prq = m3[::-1] / det  # p, -q, r
+        K = np.array(
+            [[l11 * l11, 0.0, 0.0], [l11 * l21, -l11 * l22, 0.0], [v[3], -2.0 * v[5], v[6]]]
+        )
+        g = K @ prq  # (3, l): g00, g01, g11
+        logdet = float(np.log(det).sum())
+        w = self.B.shape[2]
+        if self.table is not None:
+            bgb = (g.reshape(-1) @ self.packed).reshape(w, w)
+        if not full and self.table is not None:
+            return logdet, bgb, None, None
+        G = np.empty_like(self.A)
+        G[:, 0, 0], G[:, 1, 1] = g[0], g[2]
+        G[:, 0, 1] = G[:, 1, 0] = g[1]
+        if self.table is None:
+            bgb = self.bgb(G)
+        minv = np.empty_like(self.A)
+        minv[:, 0, 0], minv[:, 1, 1] = prq[0], prq[2]
+        minv[:, 0, 1] = minv[:, 1, 0] = -prq[1]
+        return logdet, bgb, G, minv
+
+
+def first_block(A: np.ndarray, B: np.ndarray) -> FirstBlock:
+    """The first-block kernel for A's block size: the structure picks the kernel."""
+    return {1: FirstBlock1, 2: FirstBlock2}.get(A.shape[1], FirstBlock)(A, B)
 
 
 def _times_blocks(G: np.ndarray, B: np.ndarray) -> np.ndarray:

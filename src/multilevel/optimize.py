@@ -30,6 +30,9 @@ XTOL_ABS = 1e-10
 MAXEVAL = 20_000
 #: evaluations allowed to each screening run from another start
 SCREEN_EVALS = 40
+#: an unfinished screening run is continued only if it is at most this far (deviance units)
+#: above the best so far
+UNFINISHED_MARGIN = 2.0
 #: largest |∂d/∂θ_i| (deviance units per unit θ) at a converged optimum
 GRAD_TOL = 1e-3
 #: or else the largest decrease ½ g'H⁻¹g a Newton step predicts, relative to max(1, |objective|)
@@ -240,8 +243,9 @@ def _screen_other_starts(f, best, layout: ThetaLayout, counter, runs):
     """Short runs (loose tolerances) from :func:`_other_starts` and
     :func:`_correlation_starts`. The best run that beats ``best`` is polished with the full
     tolerances; if none does, the lowest run that stopped at its evaluation limit far from
-    ``best`` is continued (a short run can still be on its way down into a lower basin: seen
-    79.72 after 40 evaluations from 10 Λ=I, then 78.98 against 79.40)."""
+    ``best``, and at most :data:`UNFINISHED_MARGIN` above it, is continued (a short run can
+    still be on its way down into a lower basin: seen 79.72 after 40 evaluations from 10 Λ=I,
+    then 78.98 against 79.40)."""
     x, fx, code = best
     cand, unfinished = None, None
     for x0 in _other_starts(x, layout) + _correlation_starts(x, layout):
@@ -251,7 +255,7 @@ def _screen_other_starts(f, best, layout: ThetaLayout, counter, runs):
         if f1 < fx - 1e-9 * max(1.0, abs(fx)):
             if cand is None or f1 < cand[1]:
                 cand = (x1, f1, c1)
-        elif c1 == nlopt.MAXEVAL_REACHED and np.isfinite(f1) and _far(x1, x):
+        elif c1 == nlopt.MAXEVAL_REACHED and f1 < fx + UNFINISHED_MARGIN and _far(x1, x):
             if unfinished is None or f1 < unfinished[1]:
                 unfinished = (x1, f1, c1)
     if cand is None and unfinished is not None:
