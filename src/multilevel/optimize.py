@@ -9,10 +9,11 @@ from points off it, and every fit ends with a restart from the best point (a fre
 region) that must not find anything better. The best objective of all runs is kept.
 
 On small data the deviance can have several local minima, so cheap problems are also
-screened from other starts: cleared columns of Λ, θ = 0, 10 Λ=I, and, where a correlated
-block ends at or next to singular, each correlation at ±0.95 (at a standard deviation of ~0
-the θ-parametrisation forgets the correlation, and a lower optimum with a small standard
-deviation and a correlation of ±1 is out of the optimiser's sight).
+screened from other starts: cleared columns of Λ, θ = 0, 10 Λ=I, and each correlation at
+the extreme opposite to the fit's (both extremes where a correlated block ends at or next to
+singular: at a standard deviation of ~0 the θ-parametrisation forgets the correlation, and a
+lower optimum with a small standard deviation and a correlation of ±1 is out of the
+optimiser's sight).
 """
 
 from __future__ import annotations
@@ -204,13 +205,17 @@ def _other_starts(theta: np.ndarray, layout: ThetaLayout) -> list[np.ndarray]:
 
 
 def _correlation_starts(theta: np.ndarray, layout: ThetaLayout) -> list[np.ndarray]:
-    """Starts at the extremes of each correlation of a correlated block of Λ that is at or
-    next to singular. At a standard deviation of ~0 the θ-parametrisation forgets the
-    correlations with it (a column of Λ can rotate freely), so an optimiser that reaches
-    sd ≈ 0 cannot see that a small sd with a correlation of ±1 is lower (seen 0.003 to 2.8
-    deviance units lower on small data; tests/data/optimiser_misses, E1). Each start keeps
+    """Starts at the extremes of the correlations of each correlated block of Λ. Each keeps
     the fit's standard deviations (a near-zero one raised to 5% of the block's largest) and
-    sets one correlation to ±0.95, the others to 0: Λ_i = chol(D R D)."""
+    sets one correlation to ±0.95, the others to 0: Λ_i = chol(D R D).
+
+    * At or next to a singular block, both signs: at a standard deviation of ~0 the
+      θ-parametrisation forgets the correlations with it (a column of Λ can rotate
+      freely), so an optimiser that reaches sd ≈ 0 cannot see that a small sd with a
+      correlation of ±1 is lower (seen 0.003 to 2.8 deviance units lower on small data).
+    * Otherwise the sign opposite to the fit's: on small data an interior minimum can sit
+      above one at the other extreme of the correlation (seen -0.45 at 56.514 and +1 at
+      56.435, 15 rows). See tests/data/optimiser_misses (E1, E2)."""
     starts = []
     for t, lam in enumerate(layout.lambdas(theta)):
         k = lam.shape[0]
@@ -218,15 +223,18 @@ def _correlation_starts(theta: np.ndarray, layout: ThetaLayout) -> list[np.ndarr
         if k < 2 or not np.any(layout.row[sel] != layout.col[sel]):
             continue  # one effect, or uncorrelated ('||')
         sv = np.linalg.svd(lam, compute_uv=False)
-        if not (sv[0] > BOUNDARY and sv[-1] < 1e-2 * sv[0]):
+        if not sv[0] > BOUNDARY:
             continue
-        sd = np.sqrt((lam**2).sum(axis=1))
+        singular = sv[-1] < 1e-2 * sv[0]
+        cov = lam @ lam.T
+        sd = np.sqrt(np.diag(cov))
         sd = np.maximum(sd, 0.05 * sd.max())
         for a in range(k):
             for b in range(a):
-                for rho in (0.95, -0.95):
+                signs = (1.0, -1.0) if singular or cov[a, b] == 0 else (-np.sign(cov[a, b]),)
+                for sign in signs:
                     R = np.eye(k)
-                    R[a, b] = R[b, a] = rho
+                    R[a, b] = R[b, a] = 0.95 * sign
                     L = np.linalg.cholesky(R * np.outer(sd, sd))
                     x = theta.copy()
                     x[sel] = L[layout.row[sel], layout.col[sel]]
