@@ -28,6 +28,7 @@ exactly as lme4 defines them. Nothing here touches an array of length n.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import dataclass
 
@@ -81,9 +82,24 @@ class ThetaLayout:
         return np.where(self.row == self.col, 1.0, 0.0)
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
-        out = [np.zeros((kt, kt)) for kt in self.k]
-        for i, v in enumerate(theta):
-            out[self.term[i]][self.row[i], self.col[i]] = v
+        """Λ_i (k_i, k_i) of each term, lower triangular, from θ."""
+        theta = np.asarray(theta, dtype=float)
+        out = []
+        for kt, sel, flat in self._places:
+            lam = np.zeros(kt * kt)
+            lam[flat] = theta[sel]
+            out.append(lam.reshape(kt, kt))
+        return out
+
+    @functools.cached_property
+    def _places(self) -> list[tuple[int, slice, np.ndarray]]:
+        """Per term: k, its slice of θ (a term's elements are consecutive) and their flat
+        positions in Λ."""
+        out = []
+        for t, kt in enumerate(self.k):
+            idx = np.flatnonzero(self.term == t)
+            sel = slice(int(idx[0]), int(idx[-1]) + 1)
+            out.append((kt, sel, self.row[idx] * kt + self.col[idx]))
         return out
 
 
