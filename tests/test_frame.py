@@ -639,3 +639,14 @@ def test_a_contrast_written_as_a_column_is_pointed_inside_C(data, name):
         DataError, match=rf"'{name}' is a contrast: use it inside C\(\), e.g. 'C\(g, {name}\)'"
     ):
         build_frame(f"y ~ x + {name} + (1 | g)", data)
+
+
+@pytest.mark.parametrize(
+    "formula",
+    ["scale(y) ~ x + y + (1 | g)", "I(y * 2) ~ (1 + x | g) + y", "y ~ x + I(3 * y) + (1 | g)"],
+)
+def test_fixed_effects_that_reproduce_the_response_are_refused(data, formula):
+    """A transform of the response among the predictors (found by the property tests: it
+    ended in an AttributeError, or a LinAlgError in the convergence check)."""
+    with pytest.raises(DataError, match="reproduce the response .* exactly"):
+        multilevel.fit(formula, data)

@@ -107,3 +107,13 @@ def test_better_optimum_close_in_sigma_but_far_in_theta_is_found():
     lower = theta_for_deviance(r._layout, [0.0095, -0.519, 0.0], r._cp.z_scale)  # lme4's θ
     assert r._deviance(lower) < 2065.7653
     assert r.objective < 2065.76521
+
+
+def test_newton_decrement_is_infinite_where_the_hessian_is_not_finite():
+    from multilevel.optimize import newton_decrement
+
+    def f(x):
+        return np.inf if x[0] > 1.0 else float(x @ x)
+
+    x = np.array([1.0, 0.5])
+    assert newton_decrement(f, x, np.array([2.0, 1.0]), np.array([-np.inf, -np.inf])) == np.inf

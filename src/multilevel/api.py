@@ -6,9 +6,9 @@ from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING
 
-from .blocks import crossproducts
+from .blocks import crossproducts, unexplained_fraction
 from .deviance import ProfiledDeviance
-from .errors import FormulaError
+from .errors import DataError, FormulaError
 from .frame import build_frame
 from .optimize import minimize_theta
 from .results import LinearMixedModel
@@ -16,6 +16,9 @@ from .results import LinearMixedModel
 if TYPE_CHECKING:
     from .twolevel import TwoLevelModel
 
+#: a fit whose fixed effects leave less than this fraction of the response's sum of squares
+#: unexplained is refused (R² > 1 - 1e-10: a predictor is the response or a transform of it)
+EXACT_FIT = 1e-10
 #: From this many random effects (first term) plus Schur-complement rows, an evaluation costs
 #: more than the optimiser's own work, and the optimiser that needs fewer evaluations wins.
 _EXPENSIVE = 1000
@@ -63,6 +66,13 @@ def fit(
             formula,
         )
     cp = crossproducts(frame)
+    if unexplained_fraction(cp) < EXACT_FIT:
+        raise DataError(
+            f"the fixed effects reproduce the response '{frame.response_name}' exactly (they "
+            f"leave less than {EXACT_FIT:g} of its variation unexplained), so there is "
+            "nothing left for the random effects and the residual; is the response, or a "
+            "transform of it, among the predictors?"
+        )
     dev = ProfiledDeviance(cp, [rt.correlated for rt in frame.reterms], reml=reml)
     return fit_deviance(frame, cp, dev, data_name)
 

@@ -200,6 +200,18 @@ def _cross_table(tj, ti, Zj: np.ndarray, Zi: np.ndarray, rows: slice) -> sp.csr_
     return m
 
 
+def unexplained_fraction(cp: CrossProducts) -> float:
+    """The fraction of the response's sum of squares (about its mean, with an intercept)
+    that the fixed effects leave unexplained: RSS/TSS of the least-squares fit of y_s on
+    X_s, from W'W. 0 when the fixed effects reproduce the response exactly."""
+    ww = cp.ww
+    tss = float(ww[-1, -1])
+    if not tss > 0:
+        return 0.0
+    beta = np.linalg.lstsq(ww[:-1, :-1], ww[:-1, -1], rcond=None)[0]
+    return max(float(tss - ww[:-1, -1] @ beta), 0.0) / tss
+
+
 def with_response(cp: CrossProducts, frame: ModelFrame, y: np.ndarray) -> CrossProducts:
     """The blocks for the same model and a new response ``y`` (n,): only Z_i'y, X'y and y'y
     change, so a refit (bootstrap, simulation) costs one pass over y."""
