@@ -342,6 +342,7 @@ def hostile_input() -> None:
         ("Formula operators in the response", "y - 1 ~ x + (1 | g)"),
         ("An unknown column", "y ~ z + (1 | g)"),
         ("The response among its own predictors", "y ~ y + x + (1 | g)"),
+        ("A transform of the response among the predictors", "scale(y) ~ x + y + (1 | g)"),
         ("An unknown contrast", "y ~ x + C(g, Deviation) + (1 | g)"),
         ("A misspelt column", "y ~ x + (1 | G)"),
     ]:
