@@ -15,40 +15,29 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 
+import multilevel
+from multilevel.errors import MultilevelError
+
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
-settings.register_profile(
-    "ci",
-    max_examples=200,
-    deadline=None,
-    # the same 200 examples on every run: a red CI is a reproducible failure, never a
-    # draw; the 'thorough' profile draws new examples to hunt for bugs
-    derandomize=True,
-    database=None,
-    print_blob=True,
-    suppress_health_check=[*_QUIET, HealthCheck.function_scoped_fixture],
-)
-settings.register_profile(
-    "dev",
-    max_examples=30,
+_COMMON = dict(
     deadline=None,
     print_blob=True,
     suppress_health_check=[*_QUIET, HealthCheck.function_scoped_fixture],
 )
-settings.register_profile(
-    "thorough",
-    max_examples=2000,
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=[*_QUIET, HealthCheck.function_scoped_fixture],
-)
+# ci: the same 200 examples on every run, so a red CI is a reproducible failure, never a
+# draw; the 'thorough' profile draws new examples to hunt for bugs
+settings.register_profile("ci", max_examples=200, derandomize=True, database=None, **_COMMON)
+settings.register_profile("dev", max_examples=30, **_COMMON)
+settings.register_profile("thorough", max_examples=2000, **_COMMON)
 settings.load_profile(os.environ.get("MULTILEVEL_HYPOTHESIS_PROFILE", "ci"))
 
 
@@ -382,6 +371,22 @@ def hostile_formulas() -> st.SearchStrategy[str]:
         st.text(max_size=40),
         st.text(alphabet="y~x+(1|g)z:*/-|| ", max_size=30),
     )
+
+
+# -- fitting ------------------------------------------------------------------------------
+
+
+def fit_or_error(formula, data, **kw):
+    """The fit, or our error (a MultilevelError with a one-line message), recorded as an
+    event; any other exception fails the property."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return multilevel.fit(formula, data, **kw)
+    except MultilevelError as e:
+        assert str(e).strip() and "\n" not in e.one_line()
+        event(f"{type(e).__name__}: {str(e)[:45]}")
+        return e
 
 
 # -- data sets ----------------------------------------------------------------------------

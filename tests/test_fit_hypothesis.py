@@ -13,21 +13,9 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 from scipy.optimize import minimize
-from strategies import assert_close, dense_reference, designs, known_miss
+from strategies import assert_close, dense_reference, designs, fit_or_error, known_miss
 
-import multilevel
 from multilevel.errors import MultilevelError
-
-
-def fit_or_error(formula, data, **kw):
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return multilevel.fit(formula, data, **kw)
-    except MultilevelError as e:
-        assert str(e).strip() and "\n" not in e.one_line()
-        event(f"{type(e).__name__}: {str(e)[:45]}")
-        return e
 
 
 def best_of_other_starts(fit, seed: int, starts: int = 3) -> tuple[float, np.ndarray]:

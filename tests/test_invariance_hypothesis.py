@@ -27,8 +27,6 @@ within 1e-2 of (σ/sd(x))². In data sets of fewer than 20 rows the criterion ca
 over a wide range of θ, and only the criteria and optima are compared.
 """
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,21 +38,12 @@ from strategies import (
     data_lambdas,
     designs,
     deviance_theta,
+    fit_or_error,
     known_miss,
     lower_factor,
 )
 
-import multilevel
 from multilevel.errors import MultilevelError
-
-
-def fit_or_error(formula, data, **kw):
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return multilevel.fit(formula, data, **kw)
-    except MultilevelError as e:
-        return e
 
 
 def both(design, changed: pd.DataFrame, reml: bool):

@@ -593,11 +593,15 @@ def _group_codes(sub: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarra
     return codes.astype(np.intp, copy=False), pd.Index(labels, dtype=object)
 
 
+def _unquoted(response: str) -> str:
+    """The response as written, without surrounding space and backquotes."""
+    name = response.strip()
+    return name[1:-1] if len(name) > 1 and name[0] == name[-1] == "`" else name
+
+
 def _response_column(response: str, sub: pd.DataFrame) -> str | None:
     """The column a response that is a plain numeric column name reads, else None."""
-    name = response.strip()
-    if len(name) > 1 and name[0] == name[-1] == "`":
-        name = name[1:-1]
+    name = _unquoted(response)
     if name not in sub.columns or not pd.api.types.is_numeric_dtype(sub[name]):
         return None
     return name
@@ -605,7 +609,7 @@ def _response_column(response: str, sub: pd.DataFrame) -> str | None:
 
 def _check_response_not_predictor(response: str, names: list[str], where: str) -> None:
     """``y ~ y + ...``: the response among its own predictors fits every row exactly."""
-    name = response.strip().strip("`")
+    name = _unquoted(response)
     if name in names:
         raise DataError(
             f"the response '{name}' also appears among the {where}; a model cannot predict "

@@ -9,11 +9,11 @@ from points off it, and every fit ends with a restart from the best point (a fre
 region) that must not find anything better. The best objective of all runs is kept.
 
 On small data the deviance can have several local minima, so cheap problems are also
-screened from other starts: cleared columns of Λ, θ = 0, 10 Λ=I, and each correlation at
-the extreme opposite to the fit's (both extremes where a correlated block ends at or next to
-singular: at a standard deviation of ~0 the θ-parametrisation forgets the correlation, and a
-lower optimum with a small standard deviation and a correlation of ±1 is out of the
-optimiser's sight).
+screened from other starts (:func:`_screen_other_starts`): each face of the boundary where
+a diagonal element of Λ is 0, searched on the face and freely from it, θ = 0, 10 Λ=I, and
+the extremes of the correlations (:func:`_correlation_starts`: at a standard deviation of
+~0 the θ-parametrisation forgets the correlation, and a lower optimum with a small standard
+deviation and a correlation of ±1 is out of the optimiser's sight).
 """
 
 from __future__ import annotations
@@ -120,6 +120,11 @@ def _run(
     return best[0], float(best[1]), code
 
 
+def _restart_step(x: np.ndarray) -> np.ndarray:
+    """The initial step of a restart from x: a fresh trust region, 5% of each |x_i|."""
+    return np.maximum(0.05 * np.abs(x), 0.01)
+
+
 def minimize_from(
     f,
     x0,
@@ -143,7 +148,7 @@ def minimize_from(
     kw = dict(ftol=ftol_rel, xtol=xtol_abs, maxeval=maxeval, upper=upper)
     x, fx, _ = _run(f, x0, lower, step, counter, **kw)
     if restart and np.isfinite(fx):
-        x1, f1, _ = _run(f, x, lower, np.maximum(0.05 * np.abs(x), 0.01), counter, **kw)
+        x1, f1, _ = _run(f, x, lower, _restart_step(x), counter, **kw)
         if f1 < fx:
             x, fx = x1, f1
     return x, fx, counter[0]
@@ -269,6 +274,7 @@ def _screen_other_starts(f, best, layout: ThetaLayout, counter, runs):
     its basin: if lower it becomes ``best`` (the restarts polish it), but it does not stand
     in for another basin."""
     x, fx, code = best
+    below = fx - 1e-9 * max(1.0, abs(fx))  # lower than best by more than rounding
     screen = dict(ftol=1e-7, xtol=1e-5, maxeval=SCREEN_EVALS)
     lower, unfinished = None, []  # the best far run below best; far runs still on their way
     starts = _other_starts(x, layout) + [(x0, None) for x0 in _correlation_starts(x, layout)]
@@ -277,7 +283,7 @@ def _screen_other_starts(f, best, layout: ThetaLayout, counter, runs):
         if not _far(x1, x):
             if f1 < best[1]:  # the same basin, a little lower: the restarts polish it
                 best = (x1, f1, c1)
-        elif f1 < fx - 1e-9 * max(1.0, abs(fx)):
+        elif f1 < below:
             if lower is None or f1 < lower[1]:
                 lower = (x1, f1, c1)
         elif c1 == nlopt.MAXEVAL_REACHED and f1 < fx + UNFINISHED_MARGIN:
@@ -286,7 +292,7 @@ def _screen_other_starts(f, best, layout: ThetaLayout, counter, runs):
         # a second short stretch for each run still on its way: one may get below best
         for x0 in unfinished:
             x1, f1, c1 = _run(f, x0, layout.lower, None, counter, **screen)
-            if f1 < fx - 1e-9 * max(1.0, abs(fx)) and (lower is None or f1 < lower[1]):
+            if f1 < below and (lower is None or f1 < lower[1]):
                 lower = (x1, f1, c1)
     if lower is None:
         runs.append(("other starts: nothing lower", best[1], best[2]))
@@ -327,8 +333,7 @@ def minimize_theta(
     settled = False
     for _ in range(4):
         x0 = best[0]
-        step = np.maximum(0.05 * np.abs(x0), 0.01)
-        x1, f1, c1 = _run(f, x0, lower, step, counter)
+        x1, f1, c1 = _run(f, x0, lower, _restart_step(x0), counter)
         runs.append(("bobyqa restart", f1, c1))
         # an improvement below 1e-6 deviance units (a likelihood ratio of 1 + 5e-7) is the
         # optimiser creeping along a flat valley, not a new optimum

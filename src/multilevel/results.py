@@ -374,12 +374,9 @@ class LinearMixedModel:
         eta = X @ self.fixef.to_numpy()
         for t, Z, c in zip(self._terms, Zs, codes, strict=True):
             known = c >= 0
-            every = bool(known.all())
+            rows = slice(None) if known.all() else known  # a slice indexes without copying
             for a in range(Z.shape[1]):
-                if every:
-                    eta += Z[:, a] * t.modes[c, a]
-                else:
-                    eta[known] += Z[known, a] * t.modes[c[known], a]
+                eta[rows] += Z[rows, a] * t.modes[c[rows], a]
         return eta
 
     @property
