@@ -488,7 +488,7 @@ MIN_NOBS_COMPARED = 20
 def known_miss(fit, better_theta: np.ndarray) -> str | None:
     """Which known limit of the optimiser (E3: it says it did not converge) excuses ``fit``
     for missing the lower criterion at ``better_theta`` (in the parametrisation of
-    ``fit._deviance``), if any."""
+    ``fit.deviance``), if any."""
     if not fit.converged:
         return "E3"
     return None
@@ -499,13 +499,13 @@ def known_miss(fit, better_theta: np.ndarray) -> str | None:
 
 def data_lambdas(fit) -> list[np.ndarray]:
     """Λ of each term on the data's scale (relative to σ), from ``fit.theta``."""
-    return fit._layout.lambdas(np.asarray(fit.theta, dtype=float))
+    return fit.deviance.layout.lambdas(np.asarray(fit.theta, dtype=float))
 
 
 def deviance_theta(fit, lambdas: list[np.ndarray]) -> np.ndarray:
-    """θ as ``fit._deviance`` takes it for the data-scale factors ``lambdas``: the deviance
+    """θ as ``fit.deviance`` takes it for the data-scale factors ``lambdas``: the deviance
     works with the columns Z D⁻¹ (``blocks.z_scales``), so Λ_s = D Λ."""
-    lay, scales = fit._layout, fit._cp.z_scale
+    lay, scales = fit.deviance.layout, fit.problem.blocks.z_scale
     return np.array(
         [
             lambdas[t][r, c] * scales[t][r]
@@ -542,7 +542,7 @@ def dense_reference(
 
     with σ² = r²/n (ML) or r²/(n-p) (REML). X's columns are scaled to unit norm for the
     solve (and log|X'V⁻¹X| corrected), so predictors at 1e6 and 1e-6 lose no digits."""
-    fr = fit._frame
+    fr = fit.frame
     lambdas = data_lambdas(fit) if lambdas is None else lambdas
     n, X, y = fr.n, fr.X, fr.y
     rows = np.arange(n)

@@ -9,19 +9,17 @@ import pytest
 
 import multilevel
 from multilevel import datasets
-from multilevel.blocks import with_response
-from multilevel.bootstrap import (
-    BatchDeviance,
+from multilevel.engine.batch import BatchDeviance
+from multilevel.engine.layout import sdcor_from_theta, theta_from_sdcor
+from multilevel.errors import MultilevelError
+from multilevel.inference.bootstrap import (
     BootTask,
     _run_chunk,
     batch_newton,
     bootstrap,
     refit_estimates,
-    sdcor_from_theta,
-    theta_from_sdcor,
 )
-from multilevel.errors import MultilevelError
-from multilevel.intervals import confint
+from multilevel.inference.intervals import confint
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 
@@ -114,7 +112,7 @@ def test_batched_deviance_is_the_engines(case):
     m = multilevel.fit(formula, data, reml=reml)
     task = BootTask.from_fit(m)
     Y = m.simulate(6, seed=case)
-    blocks = [with_response(task.cp, task.design, Y[:, i]) for i in range(6)]
+    blocks = [task.blocks(Y[:, i]) for i in range(6)]
     bd = BatchDeviance(task.dev, blocks)
     rng = np.random.default_rng(case)
     theta = task.theta + rng.normal(scale=0.3, size=(6, len(task.theta)))
@@ -172,7 +170,7 @@ def test_batch_newton_on_quadratics():
 
 def test_refit_of_the_data_gives_the_fit(sleep):
     task = BootTask.from_fit(sleep)
-    theta, v, beta, obj = refit_estimates(task, sleep._frame.y)
+    theta, v, beta, obj = refit_estimates(task, sleep.frame.y)
     assert obj == pytest.approx(sleep.objective, abs=1e-7)
     np.testing.assert_allclose(beta, sleep.fixef.to_numpy(), rtol=1e-6)
     vc = sleep.varcorr
@@ -181,7 +179,7 @@ def test_refit_of_the_data_gives_the_fit(sleep):
 
 
 def test_sdcor_round_trip():
-    from multilevel.deviance import ThetaLayout
+    from multilevel.engine import ThetaLayout
 
     lay = ThetaLayout.build([3, 1, 2], [True, False, False])
     rng = np.random.default_rng(1)

@@ -1,6 +1,5 @@
 """Likelihood-ratio tests against lme4 1.1-31's anova (tests/data/reference/inference)."""
 
-import argparse
 import json
 import math
 import warnings
@@ -9,9 +8,10 @@ import pytest
 from conftest import reference
 
 import multilevel
-from multilevel import datasets
-from multilevel.compare import BoundaryWarning, RefitNotice, anova, cli_compare, format_anova
+from multilevel import anova, datasets
+from multilevel.cli import main
 from multilevel.errors import MultilevelError
+from multilevel.inference.compare import BoundaryWarning, RefitNotice, format_anova
 
 CASES = {
     "sleepstudy_slope_reml": "sleepstudy",
@@ -132,13 +132,9 @@ def test_exported():
 
 
 def test_cli_compare(capsys):
-    args = argparse.Namespace(
-        data="sleepstudy",
-        formula0="Reaction ~ Days + (1 | Subject)",
-        formula1="Reaction ~ Days + (Days | Subject)",
-        json=True,
-    )
-    assert cli_compare(args) == 0
+    args = ["compare", "sleepstudy", "Reaction ~ Days + (1 | Subject)"]
+    args += ["Reaction ~ Days + (Days | Subject)"]
+    assert main([*args, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     ref = reference("inference/sleepstudy_slope_reml")["lrt"]
     assert out["test"]["chisq"] == pytest.approx(ref["chisq"], rel=1e-6)
@@ -146,7 +142,6 @@ def test_cli_compare(capsys):
     assert out["refitted_with_ml"] is True
     assert [m["name"] for m in out["models"]] == ["m0", "m1"]
     assert any("boundary" in n for n in out["notes"])
-    args.json = False
-    assert cli_compare(args) == 0
+    assert main(args) == 0
     text = capsys.readouterr().out
     assert "m1: Reaction ~ Days + (Days | Subject)" in text and "42.1393" in text

@@ -15,9 +15,8 @@ import pandas as pd
 import pytest
 
 import multilevel
-from multilevel.blocks import crossproducts
-from multilevel.deviance import ProfiledDeviance
-from multilevel.frame import build_frame
+from multilevel.data import build_frame
+from multilevel.fitting.lmm import prepare
 
 
 def dense_Z(frame):
@@ -92,7 +91,7 @@ FORMULAS = [
 def test_blocked_deviance_equals_brute_force(formula, reml):
     df = simulate(1)
     frame = build_frame(formula, df)
-    dev = ProfiledDeviance(crossproducts(frame), [rt.correlated for rt in frame.reterms], reml)
+    dev = prepare(frame, reml).deviance
     rng = np.random.default_rng(2)
     for _ in range(3):
         theta = dev.layout.start + rng.normal(scale=0.4, size=dev.layout.size)
@@ -104,9 +103,9 @@ def test_blocked_deviance_equals_brute_force(formula, reml):
 def test_modes_and_conditional_variances_against_dense_algebra(formula):
     df = simulate(3)
     m = multilevel.fit(formula, df)
-    frame = m._frame
+    frame = m.frame
     Z = dense_Z(frame)
-    lams = m._layout.lambdas(m.theta)
+    lams = m.lambdas
     Lam = np.zeros((Z.shape[1], Z.shape[1]))
     o = 0
     for rt, lam in zip(frame.reterms, lams, strict=True):
@@ -118,13 +117,14 @@ def test_modes_and_conditional_variances_against_dense_algebra(formula):
     b = Lam @ Minv @ Lam.T @ Z.T @ (frame.y - frame.X @ m.fixef.to_numpy())
     cv = m.sigma**2 * Lam @ Minv @ Lam.T
     o = 0
-    for t in m._terms:
+    cond = m.conditional
+    for t, modes, condvar in zip(m.schema.terms, cond.modes, cond.condvar, strict=True):
         k = len(t.names)
         q = len(t.levels) * k
-        np.testing.assert_allclose(t.modes.reshape(-1), b[o : o + q], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(modes.reshape(-1), b[o : o + q], rtol=1e-6, atol=1e-9)
         for lv in range(len(t.levels)):
             blk = cv[o + lv * k : o + (lv + 1) * k, o + lv * k : o + (lv + 1) * k]
-            np.testing.assert_allclose(t.condvar[lv], blk, rtol=1e-6, atol=1e-12)
+            np.testing.assert_allclose(condvar[lv], blk, rtol=1e-6, atol=1e-12)
         o += q
     # the fixed effects are GLS given θ, and their covariance is σ² (X'V₀⁻¹X)⁻¹
     V0 = Z @ Lam @ Lam.T @ Z.T + np.eye(frame.n)

@@ -21,9 +21,9 @@ from multilevel.errors import MultilevelError
 def best_of_other_starts(fit, seed: int, starts: int = 3) -> tuple[float, np.ndarray]:
     """The lowest deviance scipy finds from ``starts`` random points (Λ's diagonal positive,
     at scales 0.03 to 30), and where: L-BFGS-B (finite differences) from each, then Powell
-    (derivative-free) from the best, all within the bounds of θ. ``fit._deviance`` takes θ
+    (derivative-free) from the best, all within the bounds of θ. ``fit.deviance`` takes θ
     in its own parametrisation, that of ``fit.optim.theta``."""
-    dev, lower = fit._deviance, fit._layout.lower
+    dev, lower = fit.deviance, fit.deviance.layout.lower
     bounds = [(0.0 if lo == 0 else None, None) for lo in lower]
 
     def f(theta):
@@ -67,7 +67,7 @@ def test_random_data_fit_at_the_optimum_or_fail_with_our_error(design, reml, see
     assert_close(fit.fixef, beta, 1e-7, 1e-7 * fit.fixef_se.to_numpy())
     assert fit.sigma == pytest.approx(sigma, rel=1e-7)
     # the optimum: what the deviance gives at θ, and nothing lower from other starts
-    assert fit._deviance(fit.optim.theta) == fit.optim.objective
+    assert fit.deviance(fit.optim.theta) == fit.optim.objective
     other, where = best_of_other_starts(fit, seed)
     if fit.optim.objective <= other + 1e-6 * max(1.0, abs(other)):
         event("optimum confirmed")

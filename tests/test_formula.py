@@ -12,14 +12,11 @@ import pytest
 
 import multilevel
 from multilevel.errors import FormulaError, MultilevelError
-from multilevel.formula import (
-    ALLOWED_FUNCTIONS,
-    CONTRASTS,
-    RandomTerm,
-    check_expression,
-    check_formula_expressions,
-    parse_formula,
-)
+from multilevel.spec import RandomTerm, parse_formula
+from multilevel.spec.allowlist import check_expression
+from multilevel.spec.contrasts import CONTRASTS
+from multilevel.spec.functions import ALLOWED_FUNCTIONS
+from multilevel.spec.parsing import parse_factors
 
 
 def blocks(formula: str) -> list[tuple[str, str, bool]]:
@@ -359,11 +356,11 @@ def test_check_expression_directly():
         check_expression("x +")
 
 
-def test_check_formula_expressions_checks_both_sides():
+def test_parse_factors_checks_both_sides():
     with pytest.raises(FormulaError, match="np.exp"):
-        check_formula_expressions("np.exp(y) ~ x")
+        parse_factors("np.exp(y) ~ x")
     with pytest.raises(FormulaError, match="np.exp"):
-        check_formula_expressions("y ~ np.exp(x)")
+        parse_factors("y ~ np.exp(x)")
 
 
 def test_strings_inside_quotes_are_not_scanned():

@@ -19,7 +19,7 @@ from strategies import (
 
 import multilevel
 from multilevel.errors import FormulaError, MultilevelError
-from multilevel.formula import parse_formula
+from multilevel.spec import parse_formula
 
 DATA = formula_data()
 

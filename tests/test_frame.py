@@ -11,8 +11,8 @@ import pytest
 
 import multilevel
 from multilevel import datasets
+from multilevel.data import build_frame
 from multilevel.errors import DataError, FormulaError, MultilevelError
-from multilevel.frame import build_frame
 
 
 def make_data(n_groups: int = 6, per_group: int = 10, seed: int = 0) -> pd.DataFrame:
@@ -363,7 +363,7 @@ def test_response_of_numbers_as_text_with_a_typo(data):
 def test_factor_with_very_many_levels_among_the_fixed_effects(data, monkeypatch):
     # an id column as a fixed effect: 20,000 levels in 100,000 rows made a 16 GB X (a
     # MemoryError, after minutes); 5,000 levels in 10,000 rows took 4 minutes
-    import multilevel.frame as frame
+    import multilevel.data.checks as frame
 
     df = data.assign(id=[f"i{i}" for i in range(len(data))], num=np.arange(len(data)))
     monkeypatch.setattr(frame, "MAX_FIXED_BYTES", 59 * 58 * 8 - 1)
@@ -610,11 +610,11 @@ def test_later_changes_to_the_callers_data_do_not_reach_the_fit():
     writing into the caller's frame afterwards must not change the fit's data."""
     d = make_data()
     fit = multilevel.fit("y ~ x + (1 | g)", d)
-    y_before = fit._frame.y.copy()
+    y_before = fit.frame.y.copy()
     resid_before = fit.residuals.copy()
     d.loc[0, "y"] = 1e6
     d["y"] *= 2
-    np.testing.assert_array_equal(fit._frame.y, y_before)
+    np.testing.assert_array_equal(fit.frame.y, y_before)
     np.testing.assert_array_equal(fit.residuals, resid_before)
 
 

@@ -12,9 +12,13 @@ import pytest
 from scipy import stats
 
 import multilevel
-from multilevel import datasets, inference
+from multilevel import datasets
 from multilevel.errors import MultilevelError
-from multilevel.inference import anova_type3, contrast_test, fixef_tests
+from multilevel.inference.derivatives import gen_d, hessian
+from multilevel.inference.ftests import anova_type3, contrast_test, fixef_tests
+from multilevel.inference.kenward_roger import kenward_roger
+from multilevel.inference.satterthwaite import varpar_deviance
+from multilevel.inference.type3 import type3_contrasts
 
 INFERENCE = Path(__file__).parent / "data" / "reference" / "inference"
 CASES = sorted(p.stem for p in INFERENCE.glob("*.json"))
@@ -73,11 +77,11 @@ def test_fit_methods_delegate(reference_fits):
 def test_varpar_deviance_is_the_criterion_with_sigma_free(reml):
     """d(θ, σ) equals the profiled criterion at σ̂ and is stationary in σ there."""
     fit = _fit("Reaction ~ Days + (Days | Subject)", "sleepstudy", reml=reml)
-    theta = inference._deviance_theta(fit)
+    theta = fit.factorization.theta
     s = fit.sigma
 
     def d(sigma):
-        return inference.varpar_deviance(fit, np.append(theta, sigma))
+        return varpar_deviance(fit, np.append(theta, sigma))
 
     assert d(s) == pytest.approx(fit.objective, rel=1e-12)
     h = 1e-4 * s
@@ -98,8 +102,8 @@ def test_numerical_derivatives_are_accurate():
             [1.0, 0.0, 0.0],
         ]
     )
-    np.testing.assert_allclose(inference.hessian(f, x), H, atol=1e-7)
-    f0, J, H2 = inference.gen_d(lambda v: np.array([f(v), v[0] * v[1]]), x)
+    np.testing.assert_allclose(hessian(f, x), H, atol=1e-7)
+    f0, J, H2 = gen_d(lambda v: np.array([f(v), v[0] * v[1]]), x)
     grad = [np.exp(a) * np.sin(b) + 2 * a * b**3, np.exp(a) * np.cos(b) + 3 * a**2 * b**2, a]
     np.testing.assert_allclose(f0, [f(x), a * b])
     np.testing.assert_allclose(J, np.array([grad, [b, a, 0.0]]), atol=1e-9)
@@ -129,7 +133,7 @@ def test_balanced_designs_give_the_exact_df(name, formula, coef, df, ddf):
 def test_kenward_roger_does_not_adjust_a_balanced_design():
     """pbkrtest's own example: for sleepstudy Φ_A = vcov(β̂)."""
     fit = _fit("Reaction ~ Days + (Days | Subject)", "sleepstudy")
-    kr = inference._kenward_roger(fit)
+    kr = kenward_roger(fit)
     np.testing.assert_allclose(kr.phi_adj, fit.vcov.to_numpy(), rtol=1e-8)
     np.testing.assert_allclose(fixef_tests(fit, "kenward-roger")["Std. Error"], fit.fixef_se)
 
@@ -218,7 +222,7 @@ def test_factor_term_f_is_the_wald_f():
     assert direct["F value"] == pytest.approx(row["F value"], rel=1e-10)
     assert direct["DenDF"] == pytest.approx(row["DenDF"], rel=1e-10)
     # the KR F is the scaled Wald F with the adjusted covariance
-    kr = inference._kenward_roger(fit)
+    kr = kenward_roger(fit)
     L = np.eye(len(fit.fixef))[[1, 2]]
     Lb = L @ fit.fixef.to_numpy()
     wald = float(Lb @ np.linalg.solve(L @ kr.phi_adj @ L.T, Lb)) / 2
@@ -245,7 +249,7 @@ def test_type3_of_a_covariate_in_an_interaction_averages_its_slope():
     contrast is the temp slope plus 1/3 of each of the two interaction coefficients."""
     fit = _fit("angle ~ recipe * temp + (1 | recipe:replicate)", "cake")
     names = list(fit.fixef.index)
-    L = inference.type3_contrasts(fit)["temp"]
+    L = type3_contrasts(fit)["temp"]
     want = np.zeros(len(names))
     want[names.index("temp")] = 1
     want[[names.index("recipe[T.B]:temp"), names.index("recipe[T.C]:temp")]] = 1 / 3
@@ -277,7 +281,9 @@ def test_errors(reference_fits, monkeypatch):
         fixef_tests(object())
     with pytest.raises(MultilevelError, match="columns"):
         contrast_test(fit, [1.0, 0.0, 0.0])
-    monkeypatch.setattr(inference, "KR_MAX_N", 100)
+    import multilevel.inference.ftests as ftests
+
+    monkeypatch.setattr(ftests, "KR_MAX_N", 100)
     with pytest.raises(MultilevelError, match="limited to 100 observations"):
         fixef_tests(fit.refit(reml=True), ddf="kenward-roger")
     assert (fixef_tests(fit, "satterthwaite")["df"] > 0).all()  # no limit for Satterthwaite
@@ -286,11 +292,11 @@ def test_errors(reference_fits, monkeypatch):
 def _dense_vcov_adj(fit):
     """pbkrtest's vcovAdj written out with dense n x n matrices G_r (one per covariance
     parameter: Z_a Z_b' + Z_b Z_a' for a covariance, Z_a Z_a' for a variance, I for σ²)."""
-    X = fit._frame.X
+    X = fit.frame.X
     n = X.shape[0]
     G, gamma = [], []
-    lams = fit._layout.lambdas(np.asarray(fit.theta))
-    for rt, lam in zip(fit._frame.reterms, lams, strict=True):
+    lams = fit.deviance.layout.lambdas(np.asarray(fit.theta))
+    for rt, lam in zip(fit.frame.reterms, lams, strict=True):
         cov = fit.sigma**2 * lam @ lam.T
         Zs = []
         for a in range(rt.k):
@@ -344,7 +350,7 @@ def test_kenward_roger_matches_the_dense_formulas(formula):
         warnings.simplefilter("ignore")
         fit = multilevel.fit(formula, d)
     phi_adj, W = _dense_vcov_adj(fit)
-    kr = inference._kenward_roger(fit)
+    kr = kenward_roger(fit)
     np.testing.assert_allclose(kr.phi_adj, phi_adj, rtol=1e-8, atol=1e-12)
     np.testing.assert_allclose(kr.W, W, rtol=1e-7, atol=1e-10 * np.abs(W).max())
 
@@ -359,7 +365,7 @@ def test_tests_do_not_depend_on_the_units(ddf):
         warnings.simplefilter("ignore")
         a = multilevel.fit("log_radon ~ floor * log_uranium + (1 + floor | county)", d)
         b = multilevel.fit("Y ~ F * U + (1 + F | county)", d)
-    assert b._cp.z_scale[0][1] != 1.0  # the slope's Z column entered the blocks rescaled
+    assert b.problem.blocks.z_scale[0][1] != 1.0  # the slope's Z column entered the blocks rescaled
     ta, tb = fixef_tests(a, ddf), fixef_tests(b, ddf)
     np.testing.assert_allclose(tb[["df", "t value"]], ta[["df", "t value"]], rtol=1e-4)
     # (the two fits agree to the optimiser's tolerance; p = 6e-38 at t = 40 amplifies it)

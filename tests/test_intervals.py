@@ -11,7 +11,7 @@ from scipy.stats import norm
 import multilevel
 from multilevel import datasets
 from multilevel.errors import MultilevelError
-from multilevel.intervals import Profile, _back_spline_predict, cli_confint, confint
+from multilevel.inference.intervals import Profile, _back_spline_predict, cli_confint, confint
 
 CASES = {
     "sleepstudy_slope_reml": "sleepstudy",

@@ -62,9 +62,9 @@ def both(design, changed: pd.DataFrame, reml: bool):
 def same_criterion(a, b, to_b, to_a, shift: float) -> None:
     """b's criterion at a's optimum (Λ mapped by ``to_b``) is a's plus ``shift``, and a's
     at b's optimum (mapped by ``to_a``) is b's minus ``shift``."""
-    at_a = b._deviance(deviance_theta(b, to_b(data_lambdas(a))))
+    at_a = b.deviance(deviance_theta(b, to_b(data_lambdas(a))))
     assert at_a == pytest.approx(a.objective + shift, rel=1e-9, abs=1e-9)
-    at_b = a._deviance(deviance_theta(a, to_a(data_lambdas(b))))
+    at_b = a.deviance(deviance_theta(a, to_a(data_lambdas(b))))
     assert at_b == pytest.approx(b.objective - shift, rel=1e-9, abs=1e-9)
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import multilevel
-from multilevel.bootstrap import theta_for_deviance
+from multilevel.engine.layout import theta_for_deviance
 
 DATA = Path(__file__).parent / "data" / "optimiser_misses"
 CASES = json.loads((DATA / "cases.json").read_text())["cases"]
@@ -24,7 +24,9 @@ def test_the_lower_minimum_is_reached(name):
         warnings.simplefilter("ignore")
         fit = multilevel.fit(case["formula"], data, reml=case["reml"])
     # the recorded point is as low as recorded (the reproducer is intact) ...
-    lower = fit._deviance(theta_for_deviance(fit._layout, case["lower_theta"], fit._cp.z_scale))
+    lower = fit.deviance(
+        theta_for_deviance(fit.deviance.layout, case["lower_theta"], fit.problem.blocks.z_scale)
+    )
     assert lower == pytest.approx(case["lower"], rel=1e-9)
     # ... and the fit gets there
     assert fit.objective <= lower + 1e-6 * abs(lower)

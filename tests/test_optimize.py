@@ -6,11 +6,10 @@ from scipy.optimize import minimize
 from test_deviance import FORMULAS, simulate
 
 import multilevel
-from multilevel.blocks import crossproducts
-from multilevel.bootstrap import theta_for_deviance
-from multilevel.deviance import ProfiledDeviance
-from multilevel.frame import build_frame
-from multilevel.optimize import minimize_theta, on_boundary
+from multilevel.data import build_frame
+from multilevel.engine.layout import theta_for_deviance
+from multilevel.fitting.lmm import prepare
+from multilevel.fitting.optimize import minimize_theta, on_boundary
 
 
 def best_of_other_starts(dev, seeds=4):
@@ -31,7 +30,7 @@ def best_of_other_starts(dev, seeds=4):
 def test_no_other_start_finds_better(formula, seed):
     df = simulate(seed, n=200)
     frame = build_frame(formula, df)
-    dev = ProfiledDeviance(crossproducts(frame), [rt.correlated for rt in frame.reterms])
+    dev = prepare(frame).deviance
     ours = minimize_theta(dev, dev.layout)
     other = best_of_other_starts(dev)
     assert ours.objective <= other + 1e-7 * abs(other)
@@ -42,8 +41,8 @@ def test_no_other_start_finds_better(formula, seed):
 def test_false_boundary_optimum_of_radon_is_left(expensive):
     data = multilevel.datasets.load("radon")
     frame = build_frame("log_radon ~ floor * log_uranium + (1 + floor | county)", data)
-    cp = crossproducts(frame)
-    dev = ProfiledDeviance(cp, [True])
+    problem = prepare(frame)
+    cp, dev = problem.blocks, problem.deviance
     # lme4's default stops on the boundary at 2132.235 (θ in lme4's parametrisation); the
     # optimum is 2126.579
     lme4_stop = theta_for_deviance(dev.layout, [0.0, -0.44088525, 0.21990435], cp.z_scale)
@@ -61,7 +60,7 @@ def test_true_boundary_optimum_is_kept():
 
 
 def test_gradient_and_newton_decrement_on_a_quadratic():
-    from multilevel.optimize import newton_decrement, projected_gradient
+    from multilevel.fitting.optimize import newton_decrement, projected_gradient
 
     A = np.array([[2.0, 0.5], [0.5, 1.0]])
     xstar = np.array([1.0, -0.5])
@@ -83,7 +82,7 @@ def test_gradient_and_newton_decrement_on_a_quadratic():
 
 
 def test_a_fit_stopped_early_is_reported_as_not_converged(monkeypatch):
-    import multilevel.optimize as opt
+    import multilevel.fitting.optimize as opt
 
     monkeypatch.setattr(opt, "MAXEVAL", 4)
     m = multilevel.fit("Reaction ~ Days + (Days | Subject)", multilevel.datasets.load("sleepstudy"))
@@ -95,7 +94,7 @@ def test_better_optimum_close_in_sigma_but_far_in_theta_is_found():
     # a radon bootstrap replicate: from Λ = I and the zero-column restarts the optimiser
     # stopped at 2065.7995 (intercept variance 0); the optimum, 2065.7652, has the same
     # rank-one covariance turned slightly (correlation -1) — reached from chol(ΛΛ' + δI)
-    from multilevel.simulate import SimModel
+    from multilevel.model.simulate import SimModel
 
     m = multilevel.fit(
         "log_radon ~ floor * log_uranium + (1 + floor | county)",
@@ -104,13 +103,15 @@ def test_better_optimum_close_in_sigma_but_far_in_theta_is_found():
     rng = np.random.default_rng(np.random.SeedSequence(5).spawn(200)[36])
     y = SimModel.from_fit(m).draw(rng)[:, 0]
     r = m.refit(y)
-    lower = theta_for_deviance(r._layout, [0.0095, -0.519, 0.0], r._cp.z_scale)  # lme4's θ
-    assert r._deviance(lower) < 2065.7653
+    lower = theta_for_deviance(
+        r.deviance.layout, [0.0095, -0.519, 0.0], r.problem.blocks.z_scale
+    )  # lme4's θ
+    assert r.deviance(lower) < 2065.7653
     assert r.objective < 2065.76521
 
 
 def test_newton_decrement_is_infinite_where_the_hessian_is_not_finite():
-    from multilevel.optimize import newton_decrement
+    from multilevel.fitting.optimize import newton_decrement
 
     def f(x):
         return np.inf if x[0] > 1.0 else float(x @ x)

@@ -1,7 +1,6 @@
 """Figures of a two-level fit: each returns a Figure with labelled axes whose drawn data are
 the model's numbers; PNGs render; the CLI helpers write the figure and the summary."""
 
-import argparse
 import json
 
 import numpy as np
@@ -10,9 +9,9 @@ from matplotlib.figure import Figure
 
 import multilevel
 from multilevel import datasets
-from multilevel.errors import DataError, MultilevelError
-from multilevel.plots import select_groups
-from multilevel.twolevel import add_cli_arguments, cli_fit
+from multilevel.cli import main
+from multilevel.errors import MultilevelError
+from multilevel.present.plots import select_groups
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +125,7 @@ def test_caterpillar_plot(seed_fit, radon, tmp_path):
     _render(fig, tmp_path, "caterpillar")
     # any fit with random effects
     lmm = multilevel.fit("Reaction ~ Days + (Days | Subject)", datasets.load("sleepstudy"))
-    assert len(_labelled(multilevel.plots.plot_caterpillar(lmm))) == 2
+    assert len(_labelled(multilevel.present.plots.plot_caterpillar(lmm))) == 2
 
 
 def test_overview(seed_fit, tmp_path):
@@ -135,36 +134,19 @@ def test_overview(seed_fit, tmp_path):
     _render(fig, tmp_path, "overview")
 
 
-def _parser():
-    p = argparse.ArgumentParser()
-    p.add_argument("data")
-    p.add_argument("formula")
-    p.add_argument("--ml", action="store_true")
-    p.add_argument("--json", action="store_true")
-    add_cli_arguments(p)
-    return p
-
-
 def test_cli_helpers(radon, tmp_path, capsys):
     png = tmp_path / "radon.png"
-    args = _parser().parse_args(
-        ["radon", "log_radon ~ floor", "--group", "county", "--group-formula", "~ log_uranium",
-         "--plot", str(png)]
-    )  # fmt: skip
-    assert cli_fit(args, radon, "radon") == 0
+    args = ["fit", "radon", "log_radon ~ floor", "--group", "county", "--group-formula",
+            "~ log_uranium", "--plot", str(png)]  # fmt: skip
+    assert main(args) == 0
     out = capsys.readouterr()
     assert "floor:log_uranium + (1 + floor | county)" in out.out
     assert png.stat().st_size > 10000 and "wrote" in out.err
-    args = _parser().parse_args(
-        ["radon", "log_radon ~ floor", "--group", "county", "--varying", "1", "--json"]
-    )
-    cli_fit(args, radon, "radon")
+    main(["fit", "radon", "log_radon ~ floor", "--group", "county", "--varying", "1", "--json"])
     d = json.loads(capsys.readouterr().out)
     assert d["lme4_formula"] == "log_radon ~ floor + (1 | county)"
     assert list(d["group_level"]) == ["(Intercept)"]
-    args = _parser().parse_args(["radon", "log_radon ~ floor", "--varying", "1"])
-    with pytest.raises(DataError, match="need --group"):
-        cli_fit(args, radon, "radon")
+    assert main(["fit", "radon", "log_radon ~ floor", "--varying", "1"]) == 2
+    assert "need --group" in capsys.readouterr().err
     # without --group: an lme4 formula, and --plot draws its random effects
-    args = _parser().parse_args(["radon", "log_radon ~ floor + (1 | county)", "--plot", str(png)])
-    assert cli_fit(args, radon, "radon") == 0
+    assert main(["fit", "radon", "log_radon ~ floor + (1 | county)", "--plot", str(png)]) == 0

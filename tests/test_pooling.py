@@ -7,7 +7,7 @@ import pytest
 
 import multilevel
 from multilevel import datasets
-from multilevel.pooling import (
+from multilevel.twolevel.pooling import (
     complete_pooling,
     no_pooling,
     pooling_factor,
@@ -49,7 +49,7 @@ def test_no_pooling_varying_intercept_is_lm_with_group_indicators(radon):
     """G&H's lm(y ~ x + factor(county) - 1): a common slope, one intercept per county."""
     m = multilevel.fit("log_radon ~ floor", radon, group="county", varying="1")
     est, se, note = no_pooling(m)
-    d = m._design
+    d = m.design
     X = np.column_stack([radon.floor.to_numpy(float), _dummies(d.codes, len(d.levels))])
     y = radon.log_radon.to_numpy()
     coef, *_ = np.linalg.lstsq(X, y, rcond=None)
@@ -133,7 +133,7 @@ def test_draws_follow_the_fitted_model(seed_fit):
     se = np.sqrt(np.diag(V))
     assert np.all(np.abs(beta.mean(0) - m.fixef.to_numpy()) < 4 * se / np.sqrt(S))
     np.testing.assert_allclose(np.cov(beta.T), V * ratio, rtol=0.05, atol=0.05 * se.max() ** 2)
-    d = m._design
+    d = m.design
     coefs = np.einsum("jcp,sp->sjc", d.D, beta) + b @ d.E.T  # (S, J, p1)
     cov = m.coef_cov() * ratio
     for j in [0, 1, 40, 84]:

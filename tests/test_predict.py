@@ -9,7 +9,7 @@ from scipy.stats import norm
 import multilevel
 from multilevel import datasets
 from multilevel.errors import DataError, MultilevelError
-from multilevel.predict import predict_interval
+from multilevel.model.predict import predict_interval
 
 BETA = (2.0, 1.0)
 SD, RHO, SIGMA = (1.0, 0.5), 0.3, 1.0
@@ -80,7 +80,8 @@ def sleep():
 
 def test_against_closed_forms(sleep):
     """Confidence intervals: population level ≈ x'β̂ ± z sqrt(x'Vx) (t-ish: σ varies a
-    little), known subject ≈ x'β̂ + z'b̃ ± z sqrt(x'Vx + z'C z) (C: conditional variance)."""
+    little), known subject with arm's independent draws (``joint=False``) ≈ x'β̂ + z'b̃ ±
+    z sqrt(x'Vx + z'C z) (C: conditional variance)."""
     new = pd.DataFrame({"Days": [0.0, 4.5, 9.0], "Subject": ["new", "new", "new"]})
     tab = predict_interval(sleep, new, ndraws=20_000, seed=3)
     X = np.column_stack([np.ones(3), new["Days"]])
@@ -91,17 +92,17 @@ def test_against_closed_forms(sleep):
     assert np.all(np.abs((tab["upper"] + tab["lower"]) / 2 - tab["fit"]) < 0.05 * half)
 
     known = new.assign(Subject="308")
-    tab = predict_interval(sleep, known, ndraws=20_000, seed=3)
-    term = sleep._terms[0]
+    tab = predict_interval(sleep, known, ndraws=20_000, seed=3, joint=False)
+    term = sleep.schema.terms[0]
     c = list(term.levels).index("308")
-    C = term.condvar[c]
+    C = sleep.conditional.condvar[0][c]
     var = np.einsum("ij,jk,ik->i", X, V, X) + np.einsum("ij,jk,ik->i", X, C, X)
     np.testing.assert_allclose(tab["fit"], sleep.predict(known), rtol=1e-12)
     np.testing.assert_allclose(
         (tab["upper"] - tab["lower"]) / 2, norm.ppf(0.975) * np.sqrt(var), rtol=0.05
     )
     # a prediction interval adds σ²: wider by about sqrt(var + σ²)/sqrt(var)
-    pred = predict_interval(sleep, known, interval="prediction", ndraws=20_000, seed=3)
+    pred = predict_interval(sleep, known, interval="prediction", ndraws=20_000, seed=3, joint=False)
     np.testing.assert_allclose(
         (pred["upper"] - pred["lower"]) / 2,
         norm.ppf(0.975) * np.sqrt(var + sleep.sigma**2),
@@ -145,3 +146,23 @@ def test_errors(sleep):
         sleep.predict(nd, interval="confidence", level=95)
     with pytest.raises(MultilevelError, match="ndraws"):
         sleep.predict(nd, interval="confidence", ndraws=1)
+
+
+def test_joint_draws_against_the_exact_conditional_variance(sleep):
+    """The default draws (σ, β, b) jointly given θ̂: for a known subject the mean
+    x'β + z'b has Var = (x - z H)' V (x - z H) + z'C z (H: the coupling of b̂ to β̂),
+    smaller than arm's x'Vx + z'Cz when b̂ and β̂ are negatively correlated."""
+    new = pd.DataFrame({"Days": [0.0, 4.5, 9.0], "Subject": ["308"] * 3})
+    X = np.column_stack([np.ones(3), new["Days"]])
+    V = sleep.vcov.to_numpy()
+    c = list(sleep.schema.terms[0].levels).index("308")
+    C = sleep.conditional.condvar[0][c]
+    H = sleep.conditional.coupling[0][c]  # (k, p)
+    A = X - X @ H  # Z = X here: the random effects are (1 + Days | Subject)
+    var = np.einsum("ij,jk,ik->i", A, V, A) + np.einsum("ij,jk,ik->i", X, C, X)
+    tab = predict_interval(sleep, new, ndraws=40_000, seed=4)
+    np.testing.assert_allclose(
+        (tab["upper"] - tab["lower"]) / 2, norm.ppf(0.975) * np.sqrt(var), rtol=0.05
+    )
+    arm = np.einsum("ij,jk,ik->i", X, V, X) + np.einsum("ij,jk,ik->i", X, C, X)
+    assert np.all(var < arm)

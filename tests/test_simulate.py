@@ -6,7 +6,7 @@ import pytest
 import multilevel
 from multilevel import datasets
 from multilevel.errors import MultilevelError
-from multilevel.simulate import simulate_responses
+from multilevel.model.simulate import simulate_responses
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +29,11 @@ def test_mean_and_covariance_within_a_subject(sleep):
     """Within subject j: y* ~ N(X_j β̂, σ̂²(Z_j Λ̂ Λ̂' Z_j' + I)); across subjects independent."""
     S = 20_000
     Y = simulate_responses(sleep, n=S, seed=5)
-    fr = sleep._frame
+    fr = sleep.frame
     mu = fr.X @ sleep.fixef.to_numpy()
     se_mean = np.sqrt(Y.var(axis=1) / S)
     assert np.all(np.abs(Y.mean(axis=1) - mu) < 5 * se_mean)
-    lam = sleep._terms[0].lam
+    lam = sleep.lambdas[0]
     codes = fr.reterms[0].codes
     Z = fr.reterms[0].Z
     rows = np.flatnonzero(codes == 0)

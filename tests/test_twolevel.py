@@ -11,10 +11,10 @@ import pytest
 from conftest import reference
 
 import multilevel
-from multilevel import datasets
+from multilevel import TwoLevelModel, datasets
 from multilevel.errors import DataError, FormulaError
 from multilevel.simulate_schools import simulate_schools
-from multilevel.twolevel import TwoLevelModel, translate
+from multilevel.twolevel import translate
 
 
 def rel(a, b, floor=0.1):
@@ -160,8 +160,8 @@ def test_radon_seed_eq1_matches_lme4(radon):
     assert rel(S.loc["(Intercept)", "floor"], cor * sds["(Intercept)"] * sds["floor"]) < 1e-3
     # the conditional part of the coefficient variance is lme4's condVar
     condsd = {(r["grp"], r["term"]): r["condsd"] for r in ref["ranef"]}
-    cv = m._cond.condvar
-    for j, county in enumerate(m._design.levels[:20]):
+    cv = m.lmm.conditional.condvar[0]
+    for j, county in enumerate(m.design.levels[:20]):
         for a, term in enumerate(m.varying):
             assert abs(math.sqrt(cv[j, a, a]) - condsd[(county, term)]) < 1e-3
 
@@ -190,13 +190,13 @@ def test_radon_translation_in_summary(radon):
 def _dense_joint_cov(m):
     """σ² A⁻¹ of the mixed-model equations in (b, β), built densely from Z and X."""
     lmm = m.lmm
-    fr = lmm._frame
+    fr = lmm.frame
     rt = fr.reterms[0]
     J, k, n = rt.nlevels, rt.k, fr.n
     Z = np.zeros((n, J * k))
     for a in range(k):
         Z[np.arange(n), rt.codes * k + a] = rt.Z[:, a]
-    lam = lmm._terms[0].lam
+    lam = lmm.lambdas[0]
     L = np.kron(np.eye(J), lam)
     ZL, X = Z @ L, fr.X
     A = np.block([[ZL.T @ ZL + np.eye(J * k), ZL.T @ X], [X.T @ ZL, X.T @ X]])
@@ -212,18 +212,19 @@ def _dense_joint_cov(m):
 def test_coef_se_against_dense_mixed_model_equations(schools, kwargs):
     m = multilevel.fit("y ~ x + z", schools, group="school", **kwargs)
     C, J, k = _dense_joint_cov(m)
-    d = m._design
+    d = m.design
     p = len(m.fixef)
     cov = m.coef_cov()
     arm = m.coef_cov(covariance=False)
     V = m.vcov.to_numpy()
+    H = m.lmm.conditional.coupling[0]
     for j in range(J):
         B = np.zeros((len(d.x1names), J * k + p))
         B[:, J * k :] = d.D[j]
         B[:, j * k : (j + 1) * k] = d.E
         np.testing.assert_allclose(cov[j], B @ C @ B.T, rtol=1e-7, atol=1e-12)
         # arm's se.coef: Var(fixed combination) + condVar, no covariance between them
-        cond = C[j * k : (j + 1) * k, j * k : (j + 1) * k] - m._cond.H[j] @ V @ m._cond.H[j].T
+        cond = C[j * k : (j + 1) * k, j * k : (j + 1) * k] - H[j] @ V @ H[j].T
         fixed_part = d.D[j] @ V @ d.D[j].T
         np.testing.assert_allclose(arm[j], fixed_part + d.E @ cond @ d.E.T, rtol=1e-7, atol=1e-12)
     # the estimates are the fixed combination plus lme4's conditional modes

@@ -2,16 +2,25 @@
 
 >>> import multilevel
 >>> m = multilevel.fit("Reaction ~ Days + (Days | Subject)", multilevel.datasets.load("sleepstudy"))
+
+The names below are loaded when first used, so that ``import multilevel`` costs little more
+than numpy and pandas.
 """
 
-from . import datasets
-from .api import fit
-from .compare import anova
+from importlib import import_module
+
 from .errors import DataError, FormulaError, MultilevelError
-from .io import load
-from .results import LinearMixedModel
-from .simulate_schools import simulate_schools
-from .twolevel import TwoLevelModel
+from .version import __version__
+
+_LAZY = {
+    "fit": ("api", "fit"),
+    "anova": ("api", "anova"),
+    "load": ("models", "load"),
+    "LinearMixedModel": ("models", "LinearMixedModel"),
+    "TwoLevelModel": ("models", "TwoLevelModel"),
+    "simulate_schools": ("simulate_schools", "simulate_schools"),
+    "datasets": ("datasets", None),
+}
 
 __all__ = [
     "fit",
@@ -24,5 +33,20 @@ __all__ = [
     "MultilevelError",
     "FormulaError",
     "DataError",
+    "__version__",
 ]
-__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'multilevel' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = import_module(f".{module}", __name__)
+    if attr is not None:
+        value = getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,34 +1,16 @@
-"""``multilevel.fit``: formula and data in, a :class:`LinearMixedModel` out."""
+"""``multilevel.fit``: formula and data in, a fitted model out; ``multilevel.anova``."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from functools import cache
-from typing import TYPE_CHECKING
+import pandas as pd
 
-from .blocks import crossproducts, unexplained_fraction
-from .deviance import ProfiledDeviance
+from .data import build_frame, to_pandas
 from .errors import DataError, FormulaError
-from .frame import build_frame
-from .optimize import minimize_theta
-from .results import LinearMixedModel
-
-if TYPE_CHECKING:
-    from .twolevel import TwoLevelModel
-
-#: a fit whose fixed effects leave less than this fraction of the response's sum of squares
-#: unexplained is refused (R² > 1 - 1e-10: a predictor is the response or a transform of it)
-EXACT_FIT = 1e-10
-#: From this many random effects (first term) plus Schur-complement rows, an evaluation costs
-#: more than the optimiser's own work, and the optimiser that needs fewer evaluations wins.
-_EXPENSIVE = 1000
-
-
-@cache
-def _threadpool_controller():
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
+from .fitting.lmm import optimize, prepare
+from .inference.compare import anova as lrt
+from .models import LinearMixedModel, TwoLevelModel
+from .spec import parse_formula
+from .twolevel import check_group_constant, group_level_columns, translate
 
 
 def fit(
@@ -36,6 +18,8 @@ def fit(
     data,
     *,
     reml: bool = True,
+    weights: str | None = None,
+    offset: str | None = None,
     data_name: str | None = None,
     group: str | None = None,
     group_formula: str | None = None,
@@ -44,56 +28,56 @@ def fit(
     """Fit a linear mixed model written in lme4's formula language, by REML (default) or ML.
 
     ``data`` is a pandas, polars or pyarrow table. Rows with a missing value in a column the
-    model uses are dropped (``fit.n_dropped`` counts them).
+    model uses are dropped (``fit.n_dropped`` counts them). ``weights``: the column of prior
+    weights w_i, Var(ε_i) = σ²/w_i as lme4's ``weights=`` (rows of weight 0 are dropped and
+    counted, negative or missing weights are an error); ``offset``: a column added to the
+    linear predictor with coefficient 1, as the formula's ``offset(expr)`` terms.
 
     Two-level form: with ``group`` (the grouping column), ``formula`` is the individual-level
     formula ("y ~ x"), ``group_formula`` the group-level predictors ("~ u") and ``varying``
     the coefficients that vary (default all); the equivalent lme4 formula is fitted and a
-    :class:`~multilevel.twolevel.TwoLevelModel` returned (see :mod:`multilevel.twolevel`)."""
+    :class:`~multilevel.models.TwoLevelModel` returned (see :mod:`multilevel.twolevel`)."""
     if group is not None:
-        from .twolevel import fit_two_level
-
-        return fit_two_level(
-            formula, data, group, group_formula, varying, reml=reml, data_name=data_name
-        )
+        spec = translate(formula, group, group_formula, varying)
+        df = _with_str_columns(data)
+        if spec.group not in df.columns:
+            raise DataError(
+                f"the grouping column '{spec.group}' is not in the data (columns: "
+                f"{', '.join(map(str, df.columns))})"
+            )
+        frame = build_frame(parse_formula(spec.lme4_formula), df, weights=weights, offset=offset)
+        level2 = [c for c in group_level_columns(spec) if c in frame.data.columns]
+        if level2:
+            check_group_constant(frame.data, spec.group, level2)
+        return TwoLevelModel(spec, _fit_frame(frame, reml, data_name))
     if group_formula is not None or varying is not None:
         raise FormulaError("group_formula= and varying= need group= (the grouping column)")
-    frame = build_frame(formula, data)
+    frame = build_frame(formula, data, weights=weights, offset=offset)
     if not frame.reterms:
         raise FormulaError(
             "the formula has no random-effects term such as '(1 | group)'; "
             "for a model without random effects use ordinary least squares",
             formula,
         )
-    cp = crossproducts(frame)
-    if unexplained_fraction(cp) < EXACT_FIT:
-        raise DataError(
-            f"the fixed effects reproduce the response '{frame.response_name}' exactly (they "
-            f"leave less than {EXACT_FIT:g} of its variation unexplained), so there is "
-            "nothing left for the random effects and the residual; is the response, or a "
-            "transform of it, among the predictors?"
-        )
-    dev = ProfiledDeviance(cp, [rt.correlated for rt in frame.reterms], reml=reml)
-    return fit_deviance(frame, cp, dev, data_name)
+    return _fit_frame(frame, reml, data_name)
 
 
-@contextmanager
-def blas_threads_for(dev: ProfiledDeviance):
-    """One BLAS thread while we fit. Our blocks are too small to gain from threads, and a
-    multi-threaded OpenBLAS on 2 cores is slower than one thread when the other core is
-    busy: measured up to 100x for a Cholesky, and ~600 µs mean for a 2x2 triangular solve
-    that takes 9 µs on one thread. Entering the limit costs ~10 µs."""
-    with _threadpool_controller().limit(limits=1, user_api="blas"):
-        yield
+def _with_str_columns(data) -> pd.DataFrame:
+    df = to_pandas(data)
+    if not all(isinstance(c, str) for c in df.columns):
+        df = df.set_axis([str(c) for c in df.columns], axis=1)
+    return df
 
 
-def fit_deviance(
-    frame, cp, dev: ProfiledDeviance, data_name: str | None = None
-) -> LinearMixedModel:
-    """Optimise a prepared deviance and collect the results (the part of :func:`fit` after
-    the data pass; refits for the bootstrap and for ML comparisons start here)."""
-    expensive = dev.m + cp.nlevels[0] * cp.k[0] >= _EXPENSIVE
-    with blas_threads_for(dev):
-        opt = minimize_theta(dev, dev.layout, expensive)
-        fac = dev.factor(opt.theta)
-        return LinearMixedModel(frame, cp, dev, opt, fac, dev.reml, data_name)
+def _fit_frame(frame, reml: bool, data_name: str | None) -> LinearMixedModel:
+    problem = prepare(frame, reml=reml)
+    optim, fac = optimize(problem.deviance)
+    return LinearMixedModel(frame, problem, optim, fac, data_name)
+
+
+def anova(m0, m1, *more, names: list[str] | None = None) -> pd.DataFrame:
+    """Likelihood-ratio tests between nested models fitted to the same data (two-level fits
+    are compared through their lme4-formula fits); see
+    :func:`multilevel.inference.compare.anova`."""
+    models = [m.lmm if isinstance(m, TwoLevelModel) else m for m in (m0, m1, *more)]
+    return lrt(*models, names=names)

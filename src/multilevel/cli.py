@@ -1,4 +1,8 @@
-"""Command line: ``multilevel fit DATA FORMULA [--ml] [--json]`` and ``multilevel datasets``."""
+"""Command line: ``multilevel fit``, ``multilevel compare`` and ``multilevel datasets``.
+
+Errors are one line on stderr with exit status 2 (never a traceback); a closed pipe
+(``multilevel fit ... | head``) ends the program quietly.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +42,6 @@ def read_data(path: str):
     import pandas as pd
 
     from . import datasets
-    from .errors import DataError
 
     if not os.path.exists(path):
         if path.lower() in datasets.names():
@@ -100,48 +103,121 @@ def _finite(obj):
     return obj
 
 
+def _print_warnings(caught, skip=()) -> None:
+    for w in caught:
+        if skip and issubclass(w.category, skip):
+            continue
+        print(f"warning: {w.message}", file=sys.stderr)
+
+
+def _confint_json(table, method: str, level: float) -> dict:
+    lo, hi = [c for c in table.columns if c.endswith("%")][:2]
+    rows = []
+    for k, r in table.iterrows():
+        row = {"param": str(k), "lower": float(r[lo]), "upper": float(r[hi])}
+        if "parameter" in table.columns:
+            row["lme4"] = str(r["parameter"])
+        rows.append(row)
+    return {"method": method, "level": level, "intervals": rows}
+
+
 def _cmd_fit(args) -> int:
     from .api import fit
+    from .models import TwoLevelModel
 
+    if args.family != "gaussian":
+        raise DataError(
+            f"--family {args.family}: only gaussian (linear mixed) models are fitted so far"
+        )
+    if args.group is None and (args.group_formula or args.varying):
+        raise DataError("--group-formula and --varying need --group (the grouping column)")
     df, name = read_data(args.data)
-    if args.group or args.group_formula or args.varying or args.plot:
-        if args.ci:
-            raise DataError("--ci is not available with --group or --plot yet")
-        from .twolevel import cli_fit
-
-        return cli_fit(args, df, name)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        m = fit(args.formula, df, reml=not args.ml, data_name=name)
+        m = fit(
+            args.formula,
+            df,
+            reml=not args.ml,
+            weights=args.weights,
+            offset=args.offset,
+            data_name=name,
+            group=args.group,
+            group_formula=args.group_formula,
+            varying=args.varying,
+        )
         kw = {"n": args.boot_n, "seed": args.seed} if args.ci == "boot" else {}
         table = m.confint(method=args.ci, level=args.level, **kw) if args.ci else None
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
+    _print_warnings(caught)
     if args.json:
         out = m.to_dict()
         if table is not None:
-            lo, hi = table.columns[:2]
-            out["confint"] = {
-                "method": args.ci,
-                "level": args.level,
-                "intervals": [
-                    {"param": str(k), "lower": float(r[lo]), "upper": float(r[hi])}
-                    for k, r in table.iterrows()
-                ],
-            }
+            out["confint"] = _confint_json(table, args.ci, args.level)
         print(json.dumps(_finite(out), indent=1, allow_nan=False))
     else:
         print(m.summary())
         if table is not None:
             print(f"\nConfidence intervals ({args.ci}, {100 * args.level:g}%):")
             print(table.to_string(float_format=lambda v: f"{v:.6g}", na_rep="NA"))
+    if args.plot:
+        fig = m.plot_overview() if isinstance(m, TwoLevelModel) else m.plot_caterpillar()
+        try:
+            fig.savefig(args.plot, dpi=120)
+        except (OSError, ValueError) as e:
+            raise DataError(f"cannot write the figure to '{args.plot}': {e}") from None
+        print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 
 
-def _cmd_compare(args) -> int:
-    from .compare import cli_compare
+def _jsonable(v):
+    import numpy as np
+    import pandas as pd
 
-    return cli_compare(args)
+    if v is None or v is pd.NA:
+        return None
+    if isinstance(v, float | np.floating):
+        return None if np.isnan(v) else float(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def _cmd_compare(args) -> int:
+    """Fit both formulas (REML unless ``--ml``), compare them with
+    :func:`multilevel.anova`, print the table (or JSON) on stdout and the notes on stderr."""
+    from .api import anova, fit
+    from .inference.compare import COLUMNS, BoundaryWarning, RefitNotice, format_anova
+
+    df, name = read_data(args.data)
+    reml = not args.ml
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m0 = fit(args.formula0, df, reml=reml, data_name=name)
+        m1 = fit(args.formula1, df, reml=reml, data_name=name)
+        table = anova(m0, m1, names=["m0", "m1"])
+    _print_warnings(caught, skip=(RefitNotice, BoundaryWarning))  # reported with the table
+    if args.json:
+        out = {
+            "data": name,
+            "refitted_with_ml": bool(table.attrs["refitted"]),
+            "models": [
+                {
+                    "name": nm,
+                    "formula": table.attrs["formulas"][nm],
+                    **{c: _jsonable(table.loc[nm, c]) for c in COLUMNS[:5]},
+                }
+                for nm in table.index
+            ],
+            "test": {
+                "chisq": _jsonable(table["Chisq"].iloc[-1]),
+                "df": _jsonable(table["Df"].iloc[-1]),
+                "p": _jsonable(table["Pr(>Chisq)"].iloc[-1]),
+            },
+            "notes": list(table.attrs["messages"]),
+        }
+        print(json.dumps(out, indent=1))
+    else:
+        print(format_anova(table))
+    return 0
 
 
 def _cmd_datasets(args) -> int:
@@ -165,8 +241,18 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--family",
         default="gaussian",
-        choices=["gaussian"],
         help="response distribution (only gaussian so far)",
+    )
+    f.add_argument(
+        "--weights",
+        metavar="COL",
+        help="column of prior weights: Var(e_i) = sigma^2 / w_i, as lme4's weights=",
+    )
+    f.add_argument(
+        "--offset",
+        metavar="COL",
+        help="column added to the linear predictor with coefficient 1 (or offset(expr) "
+        "in the formula)",
     )
     f.add_argument(
         "--ci",
@@ -178,9 +264,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--boot-n", dest="boot_n", type=int, default=1000, help="bootstrap replicates (--ci boot)"
     )
     f.add_argument("--seed", type=int, default=None, help="random seed (--ci boot)")
-    from .twolevel import add_cli_arguments
-
-    add_cli_arguments(f)
+    f.add_argument(
+        "--group",
+        help="grouping column: FORMULA is then the individual-level formula ('y ~ x')",
+    )
+    f.add_argument(
+        "--group-formula",
+        dest="group_formula",
+        help="group-level predictors, e.g. '~ u + sector' (with --group)",
+    )
+    f.add_argument(
+        "--varying",
+        help="individual-level coefficients that vary by group, e.g. '1' or '1 + x' "
+        "(with --group; default: all)",
+    )
+    f.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="write a figure: with --group, pooling lines, the group-level regression, "
+        "shrinkage and the random effects; otherwise the random effects",
+    )
     f.set_defaults(func=_cmd_fit)
     c = sub.add_parser(
         "compare", help="likelihood-ratio test of two nested models (refitted by ML)"
@@ -188,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("data", help="CSV or Parquet file, or a bundled dataset name")
     c.add_argument("formula0", help="the smaller (null) model")
     c.add_argument("formula1", help="the larger model")
+    c.add_argument("--ml", action="store_true", help="fit by maximum likelihood")
     c.add_argument("--json", action="store_true", help="print the comparison as JSON")
     c.set_defaults(func=_cmd_compare)
     d = sub.add_parser("datasets", help="list the bundled datasets")
@@ -198,7 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
+        return status
+    except BrokenPipeError:
+        # the reader (e.g. `head`) has gone: stop quietly; point stdout at /dev/null so
+        # that the interpreter's last flush does not complain
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a program killed by the closed pipe
     except MultilevelError as e:
         print(f"error: {e.one_line()}", file=sys.stderr)
         return 2

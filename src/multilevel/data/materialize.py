@@ -1,0 +1,178 @@
+"""Model matrices through formulaic: the fixed effects, each random-effects term's Z, the
+offsets, evaluated with only the allowed functions in scope (the formula was checked by
+:mod:`multilevel.spec` before anything reaches here)."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, FormulaError
+from ..spec import ModelFormula, RandomTerm, offset_formula
+from ..spec.functions import EXTRA_FUNCTIONS
+from ..spec.parsing import first_line, formulaic_formula
+from .checks import check_finite, check_magnitude, check_response_not_predictor, unquoted
+from .table import level_label
+
+INTERCEPT = "(Intercept)"
+
+
+@cache
+def eval_context() -> dict:
+    """The names formulaic may use besides the data and its own transforms: the allowed
+    functions it lacks. Passed explicitly so that nothing else leaks into evaluation."""
+    return {name: getattr(np, fn) for name, fn in EXTRA_FUNCTIONS.items()}
+
+
+class BoundSpec:
+    """A formulaic ModelSpec that evaluates with :func:`eval_context` (e.g. for ``predict``)."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def get_model_matrix(self, data, context=None, **kwargs):
+        ctx = {**eval_context(), **(context or {})}
+        return self.spec.get_model_matrix(data, context=ctx, **kwargs)
+
+    def __getattr__(self, name):
+        if name == "spec":
+            raise AttributeError(name)
+        return getattr(self.spec, name)
+
+
+def explain_formulaic(message: str, expr: str, sub: pd.DataFrame) -> str:
+    """formulaic's message, with the levels a contrast's reference level must be one of
+    when that is what went wrong (formulaic names the value, not the column)."""
+    if "is not among the provided levels" not in message:
+        return message
+    shown = []
+    for name in dict.fromkeys(re.findall(r"\bC\(\s*`?([^,`)]+?)`?\s*,", expr)):
+        if name in sub.columns:
+            levels = sorted(map(level_label, sub[name].dropna().unique()))
+            more = f", ... ({len(levels)} levels)" if len(levels) > 20 else ""
+            shown.append(f"'{name}' has levels " + ", ".join(map(repr, levels[:20])) + more)
+    return message + (f" ({'; '.join(shown)})" if shown else "")
+
+
+def response_column(response: str, sub: pd.DataFrame) -> str | None:
+    """The column a response that is a plain numeric column name reads, else None."""
+    name = unquoted(response)
+    if name not in sub.columns or not pd.api.types.is_numeric_dtype(sub[name]):
+        return None
+    return name
+
+
+def shared_columns(Zdf, X: np.ndarray, xnames: list[str]) -> np.ndarray | None:
+    """``X[:, j:j+k]`` (a view) when the k columns of formulaic's ``Zdf`` are, by name and
+    value, the consecutive columns j..j+k-1 of X: ``(1 + x | g)`` beside ``y ~ x`` then
+    costs no copy of x or of the column of ones."""
+    names = [INTERCEPT if c == "Intercept" else str(c) for c in Zdf.columns]
+    if not names or names[0] not in xnames:
+        return None
+    j = xnames.index(names[0])
+    if xnames[j : j + len(names)] != names:
+        return None
+    for a in range(len(names)):
+        if not np.array_equal(np.asarray(Zdf.iloc[:, a], dtype=float), X[:, j + a]):
+            return None
+    return X[:, j : j + len(names)]
+
+
+def column_names(columns) -> list[str]:
+    """formulaic's column names as lme4 writes them (``(Intercept)``)."""
+    return [INTERCEPT if c == "Intercept" else str(c) for c in columns]
+
+
+def model_matrix(spec: str, sub: pd.DataFrame):
+    """formulaic's model matrix of an (already checked) formula, with the allowed functions."""
+    from formulaic import model_matrix as materialize
+
+    return materialize(formulaic_formula(spec), sub, context=eval_context(), na_action="ignore")
+
+
+def fixed_matrices(mf: ModelFormula, sub: pd.DataFrame):
+    """(y (n,), X (n, p) column-major, names, a spec for new data) of the fixed part.
+
+    A plain numeric response is read from its column (a view, no copy); formulaic then
+    evaluates only the predictors."""
+    column = response_column(mf.response, sub)
+    try:
+        spec = mf.fixed if column is not None else mf.fixed_formula
+        mm = model_matrix(spec, sub)
+    except Exception as e:  # noqa: BLE001
+        raise FormulaError(
+            f"cannot build the fixed-effects matrix of '{mf.fixed_formula}': "
+            + explain_formulaic(first_line(e), mf.fixed, sub),
+            mf.text,
+        ) from None
+    if column is not None:
+        y, rhs = np.asarray(sub[column], dtype=float), mm
+    else:
+        if not hasattr(mm, "lhs"):  # formulaic found no response, e.g. in '() ~ x'
+            raise DataError(f"the response '{mf.response}' must be one numeric column")
+        lhs, rhs = mm.lhs, mm.rhs
+        if lhs.ndim != 2 or lhs.shape[1] != 1:
+            raise DataError(f"the response '{mf.response}' must be one numeric column")
+        y = np.asarray(lhs.iloc[:, 0], dtype=float)
+    del mm
+    # X column-major: each column contiguous, as the blocks and the Z views read it
+    X = np.asfortranarray(np.asarray(rhs, dtype=float))
+    return y, X, column_names(rhs.columns), BoundSpec(rhs.model_spec)
+
+
+def random_matrix(
+    rt: RandomTerm,
+    sub: pd.DataFrame,
+    mf: ModelFormula,
+    rows: pd.Index,
+    X: np.ndarray,
+    xnames: list[str],
+):
+    """(Z (n, k), names, a spec for new data) of one random-effects term: a view of X where
+    the columns are X's (see :func:`shared_columns`)."""
+    try:
+        Z = model_matrix(rt.expr, sub)
+    except Exception as e:  # noqa: BLE001
+        raise FormulaError(
+            f"cannot build the random-effects matrix of the term {rt}: {first_line(e)}", mf.text
+        ) from None
+    names = column_names(Z.columns)
+    if Z.shape[1] == 0:
+        raise FormulaError(f"the random-effects term {rt} has no columns", mf.text)
+    spec = BoundSpec(Z.model_spec)
+    Zm = shared_columns(Z, X, xnames)
+    if Zm is None:
+        Zm = np.asfortranarray(np.asarray(Z, dtype=float))
+        check_finite(Zm, names, f"in the random-effects term {rt}, the column", rows)
+        check_magnitude(Zm, names, f"in the random-effects term {rt}, the column", rows)
+        check_response_not_predictor(mf.response, names, f"random effects of {rt}")
+    return Zm, names, spec
+
+
+def offset_matrices(mf: ModelFormula, sub: pd.DataFrame, rows: pd.Index):
+    """(sum of the formula's ``offset(expr)`` terms (n,) or None, one spec per term)."""
+    if not mf.offsets:
+        return None, ()
+    total = np.zeros(len(sub))
+    specs = []
+    for expr in mf.offsets:
+        try:
+            mm = model_matrix(offset_formula(expr), sub)
+        except Exception as e:  # noqa: BLE001
+            raise FormulaError(
+                f"cannot evaluate offset({expr}): {first_line(e)}", mf.text
+            ) from None
+        if mm.shape[1] != 1:
+            raise FormulaError(
+                f"offset({expr}) must be one numeric column, not {mm.shape[1]} columns (a factor?)",
+                mf.text,
+            )
+        values = np.asarray(mm.iloc[:, 0], dtype=float)
+        check_finite(values[:, None], [f"offset({expr})"], "the offset", rows)
+        check_magnitude(values[:, None], [f"offset({expr})"], "the offset", rows)
+        total += values
+        specs.append(BoundSpec(mm.model_spec))
+    return total, tuple(specs)

@@ -1,0 +1,1 @@
+"""Presentation: text summaries and tables, figures, and fit files."""

@@ -1,0 +1,392 @@
+"""A fitted two-level model: a view of the lme4-formula fit in the seed's notation.
+
+:class:`TwoLevelFit` implements nothing twice: the estimates are the underlying
+:class:`~multilevel.model.LinearMixedFit`'s, the column maps come from its schema
+(:mod:`~multilevel.twolevel.design`) and the group coefficients' uncertainty from its
+conditional distribution. For β_jc = D_jc'β + η_jc (D_jc (p,) picks w_j into the positions
+of γ_c in the fixed effects β), the model with θ and σ at their estimates gives
+
+    Var(β̂ - β)                 = V = vcov,
+    Cov(b̂_j - b_j, β̂ - β)      = -H_j V,          H_j = Λ M_j⁻¹ Λ'Z_j'X_j  (k, p),
+    Var(b̂_j - b_j)             = C_j + H_j V H_j',  C_j = σ² Λ M_j⁻¹ Λ'  (lme4's condVar),
+
+so the group coefficients β_j· (p1,) = D_j β + E b_j (E (p1, k) places the varying ones) have
+
+    Var = (D_j - E H_j) V (D_j - E H_j)' + E C_j E'.
+
+arm's ``se.coef`` drops the cross term (takes Cov(b̂, β̂) = 0): Var = D_j V D_j' + E C_j E';
+``coef_table(covariance=False)`` gives that version.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..data.materialize import INTERCEPT
+from ..inference.bootstrap import BootstrapResult, bootstrap
+from ..inference.ftests import fixef_tests
+from ..inference.intervals import confint
+from ..inference.varpar import param_names
+from .design import TwoLevelDesign, two_level_design
+from .pooling import compare_pooling, pooling_measures
+from .spec import TwoLevelSpec
+
+
+def _greek_symbols(names: list[str], intercept: bool) -> dict[str, str]:
+    """α for the intercept, β for a single slope, β1, β2, ... for several."""
+    slopes = [n for n in names if n != INTERCEPT]
+    out = {INTERCEPT: "α"} if intercept else {}
+    for i, n in enumerate(slopes):
+        out[n] = "β" if len(slopes) == 1 else f"β{i + 1}"
+    return out
+
+
+def _level2_letters(wnames: list[str]) -> dict[str, str]:
+    """a for the level-2 constant, then b, c, d, ... for the predictors (the seed's a0, b0)."""
+    letters = "abcdefghkmnpqrstuvwxyz"
+    return {w: (letters[i] if i < len(letters) else f"g{i}_") for i, w in enumerate(wnames)}
+
+
+class TwoLevelFit:
+    """A fitted two-level model (see the module docstring), from
+    ``multilevel.fit("y ~ x", data, group="school", group_formula="~ u")``.
+
+    ``lmm`` is the underlying fit of the equivalent lme4 formula (``lme4_formula``); its
+    estimates are exposed unchanged (``fixef``, ``vcov``, ``sigma``, ``theta``,
+    ``objective``, ``ranef``, ``varcorr``). In the level-1 / level-2 form: ``group_level``
+    (the γ's), ``Sigma`` and ``eta_sd`` / ``eta_cor`` (the η's), ``sigma_y``,
+    ``coef_table()`` (β_j with SEs); tests and intervals named a0, b0, a1, ... (``test``,
+    ``confint``, ``bootstrap``); pooling in ``compare_pooling()`` and ``pooling()``."""
+
+    def __init__(self, spec: TwoLevelSpec, lmm, design: TwoLevelDesign | None = None):
+        self.spec = spec
+        self.lmm = lmm
+        self.design = design if design is not None else two_level_design(spec, lmm)
+        d = self.design
+        self.symbols = _greek_symbols(d.x1names, spec.intercept)
+        self.letters = _level2_letters(d.wnames)
+
+    # -- the underlying fit ---------------------------------------------------------------
+    @property
+    def lme4_formula(self) -> str:
+        return self.spec.lme4_formula
+
+    formula = lme4_formula
+
+    @property
+    def group(self) -> str:
+        return self.spec.group
+
+    fixef = property(lambda self: self.lmm.fixef)
+    fixef_se = property(lambda self: self.lmm.fixef_se)
+    vcov = property(lambda self: self.lmm.vcov)
+    sigma = property(lambda self: self.lmm.sigma)
+    theta = property(lambda self: self.lmm.theta)
+    objective = property(lambda self: self.lmm.objective)
+    ranef = property(lambda self: self.lmm.ranef)
+    varcorr = property(lambda self: self.lmm.varcorr)
+    nobs = property(lambda self: self.lmm.nobs)
+    reml = property(lambda self: self.lmm.reml)
+    converged = property(lambda self: self.lmm.converged)
+    fitted = property(lambda self: self.lmm.fitted)
+    residuals = property(lambda self: self.lmm.residuals)
+
+    @property
+    def sigma_y(self) -> float:
+        """σ_y, the level-1 residual SD."""
+        return float(self.lmm.sigma)
+
+    @property
+    def ngroups(self) -> int:
+        return len(self.design.levels)
+
+    @property
+    def group_sizes(self) -> pd.Series:
+        """n_j, observations per group."""
+        d = self.design
+        n = np.bincount(d.codes, minlength=len(d.levels))
+        return pd.Series(n, index=d.levels.rename(self.group), name="n")
+
+    @property
+    def group_predictors(self) -> pd.DataFrame:
+        """W (J, q): the level-2 design, one row per group (constant column included)."""
+        d = self.design
+        return pd.DataFrame(d.W, index=d.levels.rename(self.group), columns=d.wnames)
+
+    @property
+    def coefficients(self) -> list[str]:
+        """The level-1 coefficient names (columns of the individual-level design)."""
+        return list(self.design.x1names)
+
+    @property
+    def varying(self) -> list[str]:
+        """The level-1 coefficients that vary by group, in the order of the η's."""
+        return self.design.varying
+
+    def predict(self, newdata=None, new_groups: str = "population", **kwargs):
+        """As :meth:`LinearMixedFit.predict <multilevel.model.LinearMixedFit.predict>`
+        (``interval=``, ``level=``, ``ndraws=``, ``seed=`` for simulation intervals)."""
+        return self.lmm.predict(newdata, new_groups=new_groups, **kwargs)
+
+    def refit(self, y=None, *, reml: bool | None = None):
+        """The same two-level model fitted to a new response (n,) and/or by ML/REML."""
+        return type(self)(self.spec, self.lmm.refit(y, reml=reml), design=self.design)
+
+    # -- level 2 ------------------------------------------------------------------------
+    @property
+    def Sigma(self) -> pd.DataFrame:
+        """Σ (k, k) = σ² ΛΛ', the covariance of the η's, by varying coefficient."""
+        lam = self.lmm.lambdas[0]
+        S = self.sigma**2 * lam @ lam.T
+        return pd.DataFrame(S, index=self.varying, columns=self.varying)
+
+    @property
+    def eta_sd(self) -> pd.Series:
+        """SD of η_c for each varying coefficient c."""
+        return pd.Series(np.sqrt(np.diag(self.Sigma.to_numpy())), index=self.varying, name="sd")
+
+    @property
+    def eta_cor(self) -> pd.DataFrame:
+        """The correlation matrix of the η's (NaN where an SD is zero)."""
+        S = self.Sigma.to_numpy()
+        sd = np.sqrt(np.diag(S))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            R = S / np.outer(sd, sd)
+        np.fill_diagonal(R, 1.0)
+        return pd.DataFrame(R, index=self.varying, columns=self.varying)
+
+    @property
+    def group_level(self) -> pd.DataFrame:
+        """The level-2 regressions: one row per (coefficient, predictor) with symbol
+        (a0, b0, a1, ...), estimate, SE and t; the η SD of each varying coefficient is in
+        ``eta_sd``. Rows of interactions dropped as aliased have NaN."""
+        d = self.design
+        beta, se = self.fixef.to_numpy(), self.fixef_se.to_numpy()
+        rows = []
+        for c, cname in enumerate(d.x1names):
+            vary = c in set(d.zcol)
+            for w, wname in enumerate(d.wnames):
+                if not vary and w > 0:
+                    continue
+                i = d.gamma[c, w]
+                est, s = (beta[i], se[i]) if i >= 0 else (np.nan, np.nan)
+                rows.append((cname, wname, f"{self.letters[wname]}{c}", vary, est, s, est / s))
+        return pd.DataFrame(
+            rows,
+            columns=["coefficient", "predictor", "symbol", "varying", "estimate", "se", "t"],
+        )
+
+    # -- the group coefficients -----------------------------------------------------------
+    def coef_cov(self, covariance: bool = True) -> np.ndarray:
+        """(J, p1, p1): Var of the group coefficients β_j· (module docstring); with
+        ``covariance=False`` arm's version without Cov(b̂, β̂)."""
+        d, cond = self.design, self.lmm.conditional
+        V = self.vcov.to_numpy()
+        E = d.E
+        A = d.D - (E @ cond.coupling[0] if covariance else 0.0)
+        return A @ V @ np.swapaxes(A, 1, 2) + E @ cond.condvar[0] @ E.T
+
+    def coef_estimates(self) -> np.ndarray:
+        """(J, p1): β_j· = D_j β̂ + E b̂_j."""
+        d = self.design
+        return d.D @ self.fixef.to_numpy() + self.lmm.conditional.modes[0] @ d.E.T
+
+    def coef_table(self, covariance: bool = True) -> pd.DataFrame:
+        """The group coefficients (α_j, β_j, ...) and their SEs, one row per group, with
+        n_j: columns ``n``, then each coefficient and ``se(coefficient)``. The SE counts the
+        fixed-effect and the conditional uncertainty (module docstring)."""
+        d = self.design
+        est = self.coef_estimates()
+        se = np.sqrt(np.maximum(np.diagonal(self.coef_cov(covariance), axis1=1, axis2=2), 0))
+        idx = d.levels.rename(self.group)
+        out = pd.DataFrame({"n": self.group_sizes.to_numpy()}, index=idx)
+        for c, name in enumerate(d.x1names):
+            out[name] = est[:, c]
+        for c, name in enumerate(d.x1names):
+            out[f"se({name})"] = se[:, c]
+        return out
+
+    @property
+    def coef(self) -> pd.DataFrame:
+        """The group coefficients (as ``coef_table()`` without SEs and n)."""
+        return self.coef_table()[self.coefficients]
+
+    # -- tests and intervals, named as the two-level model names them ------------------
+    def parameter_names(self) -> dict[str, str]:
+        """lme4's parameter names (``confint``'s) -> the two-level model's: a0, b0, a1, ...
+        for the fixed effects, sd(η_j1), cor(η_j1,η_j2), ... for Σ, σ_y for σ."""
+        d, lmm = self.design, self.lmm
+        out: dict[str, str] = {}
+        names = param_names(lmm)
+        eta = {name: f"η_j{a + 1}" for a, name in enumerate(lmm.schema.terms[0].names)}
+        group = lmm.schema.terms[0].group
+        for name in names:
+            if name == "sigma":
+                out[name] = "σ_y"
+            elif name.startswith("sd_") and name.endswith(f"|{group}"):
+                out[name] = f"sd({eta[name[3 : -len(group) - 1]]})"
+        for a, ra in enumerate(lmm.schema.terms[0].names):
+            for rb in lmm.schema.terms[0].names[:a]:
+                out[f"cor_{ra}.{rb}|{group}"] = f"cor({eta[rb]},{eta[ra]})"
+        fixef = list(lmm.fixef.index)
+        for c in range(len(d.x1names)):
+            for w, wname in enumerate(d.wnames):
+                i = d.gamma[c, w]
+                if i >= 0:
+                    out[fixef[i]] = f"{self.letters[wname]}{c}"
+        return {k: out.get(k, k) for k in names}
+
+    def _lme4_parm(self, parm):
+        if parm is None:
+            return None
+        names = self.parameter_names()
+        back = {v: k for k, v in names.items()}
+        parm = [parm] if isinstance(parm, str) else list(parm)
+        return [back.get(p, p) for p in parm]
+
+    def confint(self, method: str = "profile", level: float = 0.95, parm=None, **kwargs):
+        """Confidence intervals of every parameter (:func:`multilevel.inference.intervals.
+        confint`), indexed by the two-level names (a0, b0, ..., sd(η_j1), σ_y) with lme4's
+        name in the column ``parameter``; ``parm`` takes either name."""
+        tab = confint(self.lmm, method=method, level=level, parm=self._lme4_parm(parm), **kwargs)
+        names = self.parameter_names()
+        out = tab.copy()
+        out.insert(0, "parameter", list(tab.index))
+        out.index = pd.Index([names[p] for p in tab.index], name=None)
+        return out
+
+    def test(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """The level-2 regressions (``group_level``) with denominator df and p values of
+        their t tests (Satterthwaite or Kenward-Roger, :func:`multilevel.inference.ftests.
+        fixef_tests`)."""
+        tests = fixef_tests(self.lmm, ddf=ddf)
+        gl = self.group_level
+        d = self.design
+        index = {
+            (cname, wname): d.gamma[c, w]
+            for c, cname in enumerate(d.x1names)
+            for w, wname in enumerate(d.wnames)
+        }
+        rows = [index[(r.coefficient, r.predictor)] for r in gl.itertuples()]
+        names = list(self.fixef.index)
+        gl["se"] = [tests["Std. Error"].iloc[i] if i >= 0 else np.nan for i in rows]
+        gl["t"] = gl["estimate"] / gl["se"]
+        gl["df"] = [tests["df"].iloc[i] if i >= 0 else np.nan for i in rows]
+        gl["p"] = [tests["Pr(>|t|)"].iloc[i] if i >= 0 else np.nan for i in rows]
+        gl["parameter"] = [names[i] if i >= 0 else "" for i in rows]
+        return gl
+
+    def bootstrap(self, n: int = 1000, seed: int | None = None, **kwargs) -> BootstrapResult:
+        """Parametric bootstrap of the underlying fit, its columns named as
+        :meth:`parameter_names`."""
+        return bootstrap(self.lmm, n=n, seed=seed, **kwargs).renamed(self.parameter_names())
+
+    # -- pooling ---------------------------------------------------------------------------
+    def compare_pooling(self) -> pd.DataFrame:
+        """Complete, no and partial pooling side by side, per group; see
+        :func:`multilevel.twolevel.pooling.compare_pooling`."""
+        return compare_pooling(self)
+
+    def pooling(self, ndraws: int = 1000, seed: int | None = None, joint: bool = True):
+        """Gelman & Pardoe's R² and pooling factor λ at each level, from draws of the
+        conditional distribution; see :func:`multilevel.twolevel.pooling.pooling_measures`."""
+        return pooling_measures(self, ndraws=ndraws, seed=seed, joint=joint)
+
+    # -- presentation -------------------------------------------------------------------
+    # -- presentation -------------------------------------------------------------------
+    def equations(self) -> list[str]:
+        """The model in the seed's notation, one line per equation."""
+        d, spec = self.design, self.spec
+        varying = set(d.varying)
+        sub = "j[i]"
+        parts = []
+        for name in d.x1names:
+            s = self.symbols[name] + (f"_{sub}" if name in varying else "")
+            parts.append(s if name == INTERCEPT else f"{s}·{name}_i")
+        lines = [f"{spec.response}_i = {' + '.join(parts)} + ε_i,   ε_i ~ N(0, σ_y²)"]
+        gl = self.group_level
+        eta_names = [f"η_j{a + 1}" for a in range(len(d.zcol))]
+        for c, name in enumerate(d.x1names):
+            rows = gl[gl.coefficient == name]
+            terms = []
+            for r in rows.itertuples():
+                terms.append(
+                    r.symbol if r.predictor == INTERCEPT else f"{r.symbol}·{r.predictor}_j"
+                )
+            if name in varying:
+                a = int(np.flatnonzero(d.zcol == c)[0])
+                lines.append(f"{self.symbols[name]}_j = {' + '.join(terms)} + {eta_names[a]}")
+            else:
+                lines.append(f"{self.symbols[name]} = {' + '.join(terms)}  (same in every group)")
+        if len(eta_names) > 1:
+            lines.append(f"({', '.join(eta_names)}) ~ N(0, Σ)")
+        else:
+            lines.append(f"{eta_names[0]} ~ N(0, σ_{self.symbols[d.varying[0]]}²)")
+        return lines
+
+    def to_dict(self) -> dict:
+        """JSON: the specification, ``group_level`` (one entry per varying coefficient:
+        ``coef``, ``se`` by predictor and ``sd`` of its η), ``constant`` (the coefficients
+        that do not vary), ``eta_correlation``, ``sigma_y``, ``coef`` (one row per group:
+        n, estimates and SEs) and ``fit`` (the lme4-formula fit's own JSON)."""
+        d = self.design
+        gl = self.group_level
+        sd = self.eta_sd
+
+        def num(x):
+            x = float(x)
+            return None if math.isnan(x) else x
+
+        group_level, constant = {}, {}
+        for name in d.x1names:
+            rows = gl[gl.coefficient == name]
+            entry = {
+                "symbol": self.symbols[name],
+                "coef": {r.predictor: num(r.estimate) for r in rows.itertuples()},
+                "se": {r.predictor: num(r.se) for r in rows.itertuples()},
+                "symbols": {r.predictor: r.symbol for r in rows.itertuples()},
+            }
+            if name in sd.index:
+                entry["sd"] = float(sd[name])
+                group_level[name] = entry
+            else:
+                constant[name] = entry
+        ct = self.coef_table()
+        coef = []
+        for lev, r in ct.iterrows():
+            coef.append(
+                {
+                    "group": str(lev),
+                    "n": int(r["n"]),
+                    "coef": {n: float(r[n]) for n in d.x1names},
+                    "se": {n: float(r[f"se({n})"]) for n in d.x1names},
+                }
+            )
+        R = self.eta_cor.to_numpy()
+        return {
+            "model": "two-level",
+            "formula": self.spec.formula,
+            "group": self.spec.group,
+            "group_formula": self.spec.group_formula,
+            "varying": list(d.varying),
+            "lme4_formula": self.spec.lme4_formula,
+            "translation": list(self.spec.translation),
+            "equations": self.equations(),
+            "method": self.lmm.method,
+            "nobs": int(self.nobs),
+            "ngroups": self.ngroups,
+            "objective": self.objective,
+            "sigma_y": self.sigma_y,
+            "group_level": group_level,
+            "constant": constant,
+            "eta_correlation": {
+                "terms": list(d.varying),
+                "matrix": [[num(v) for v in row] for row in R],
+            },
+            "coef": coef,
+            "dropped": list(d.dropped),
+            "fit": self.lmm.to_dict(),
+        }
