@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from scipy.optimize import minimize
-from test_deviance import FORMULAS, simulate
+from test_engine_deviance import FORMULAS, simulate
 
 import multilevel
 from multilevel.data import build_frame
