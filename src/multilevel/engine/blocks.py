@@ -20,9 +20,12 @@ same deviance.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
+
+if TYPE_CHECKING:  # scipy.sparse is imported where a model has several terms
+    import scipy.sparse as sp
 
 from .design import Design, RandomBlock
 from .response import Response
@@ -73,6 +76,8 @@ class CrossPattern:
     into that pattern for any weights."""
 
     def __init__(self, bj: RandomBlock, bi: RandomBlock):
+        import scipy.sparse as sp
+
         combined = bj.codes.astype(np.int64) * bi.nlevels + bi.codes
         uniq, self.pair = np.unique(combined, return_inverse=True)
         self.pair = self.pair.reshape(-1)
@@ -90,6 +95,8 @@ class CrossPattern:
 
     def values(self, Zj: np.ndarray, Zi: np.ndarray, w: np.ndarray | None) -> sp.csr_matrix:
         """Z_j'WZ_i (sparse, this pattern) for the scaled columns Zj (n, k_j), Zi (n, k_i)."""
+        import scipy.sparse as sp
+
         kj, ki = Zj.shape[1], Zi.shape[1]
         vals = np.empty((self.npairs, kj, ki))
         for a in range(kj):

@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
+
+if TYPE_CHECKING:  # scipy.sparse is imported where a model has several terms
+    import scipy.sparse as sp
 from scipy.linalg import lapack
 
 from ..errors import DataError
@@ -79,6 +82,8 @@ class ProfiledDeviance:
     @staticmethod
     def _stacked_off(cp: CrossProducts) -> sp.csr_matrix:
         """R = Z_r'Z_1, the other terms' blocks against the first, stacked (q_r, q_1)."""
+        import scipy.sparse as sp
+
         return sp.vstack([cp.off[(j, 0)] for j in range(1, len(cp.k))]).tocsr()
 
     def set_blocks(self, cp: CrossProducts, response_only: bool = False) -> None:

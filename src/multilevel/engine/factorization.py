@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.linalg import solve_triangular
 
 from .layout import theta_for_data
@@ -219,6 +218,8 @@ class Factorization:
         """M_11⁻¹ M_1r S⁻¹ M_r1 M_11⁻¹ per level c, with H = M_r1 M_11⁻¹ and K = L_ZZ⁻¹ H."""
         dev, cp, lams = self.deviance, self._cp, self.lambdas
         k1, l1, qr = dev.k1, dev.l1, self.qr
+        import scipy.sparse as sp
+
         left = sp.block_diag(
             [sp.kron(sp.identity(cp.nlevels[j]), lams[j].T) for j in range(1, len(cp.k))]
         ).tocsr()

@@ -9,8 +9,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import scipy.sparse as sp
+
+if TYPE_CHECKING:  # scipy.sparse is imported where a model has several terms
+    import scipy.sparse as sp
 
 from ..errors import DataError
 
@@ -206,6 +210,8 @@ class PairMap:
         Rc = R.tocsc()
         Rc.sort_indices()
         vals = Rc.data
+        import scipy.sparse as sp
+
         Q = sp.csr_matrix((vals[self.e1] * vals[self.e2], (self.rows, self.cols)), self.shape)
         Q.sum_duplicates()
         return Q

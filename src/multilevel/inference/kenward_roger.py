@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
-import scipy.sparse as sp
 
 from ..engine import one_blas_thread
 from ..errors import MultilevelError
@@ -89,6 +88,8 @@ def kr_ddf(A1: float, A2: float, q: int) -> tuple[float, float]:
 def _random_design(fit):
     """Z (n, q) sparse, columns ordered term, component, level; per-term column offsets and
     the covariance matrices Var(b_level) = σ² Λ_t Λ_t'."""
+    import scipy.sparse as sp
+
     frame = fit.frame
     n = frame.n
     blocks, offsets, covs = [], [], []
@@ -108,6 +109,8 @@ def _random_design(fit):
 
 def kenward_roger(fit) -> KenwardRoger:
     """Φ, Φ_A, P_r and W of a REML fit (module docstring)."""
+    import scipy.sparse as sp
+
     frame, layout = fit.frame, fit.deviance.layout
     X = np.asarray(frame.X, dtype=float)
     n, p = X.shape
