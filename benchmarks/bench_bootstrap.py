@@ -32,7 +32,7 @@ import numpy as np
 
 import multilevel
 from multilevel import datasets
-from multilevel.bootstrap import bootstrap
+from multilevel.inference.bootstrap import bootstrap
 
 
 @dataclass

@@ -53,7 +53,7 @@ def design(rng: np.random.Generator) -> tuple[pd.DataFrame, str, bool]:
 
 
 def scipy_best(fit, seed: int, starts: int = 5) -> float:
-    dev, lower = fit._deviance, fit._layout.lower
+    dev, lower = fit.deviance, fit.deviance.layout.lower
     bounds = [(0.0 if lo == 0 else None, None) for lo in lower]
 
     def f(t):

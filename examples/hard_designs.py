@@ -43,9 +43,9 @@ ROWS: list[tuple[str, str, str]] = []
 
 def dense_objective(fit) -> float:
     """The REML/ML criterion at the fit's θ from the textbook formulas, densely."""
-    fr = fit._frame
+    fr = fit.frame
     n, X, y = fr.n, fr.X, fr.y
-    lams = fit._layout.lambdas(np.asarray(fit.theta, float))
+    lams = fit.deviance.layout.lambdas(np.asarray(fit.theta, float))
     cols = []
     for rt, lam in zip(fr.reterms, lams, strict=True):
         ZL = rt.Z @ lam
@@ -67,7 +67,7 @@ def dense_objective(fit) -> float:
 
 
 def other_optimum(fit, starts: int = 3) -> float:
-    dev, lower = fit._deviance, fit._layout.lower
+    dev, lower = fit.deviance, fit.deviance.layout.lower
     bounds = [(0.0 if lo == 0 else None, None) for lo in lower]
 
     def f(t):
