@@ -3,13 +3,17 @@
 >>> import multilevel
 >>> m = multilevel.fit("Reaction ~ Days + (Days | Subject)", multilevel.datasets.load("sleepstudy"))
 
-The names below are loaded when first used, so that ``import multilevel`` costs little more
-than numpy and pandas.
+The fitting, inference and presentation layers are loaded when first used, so that
+``import multilevel`` costs little more than numpy and pandas.
 """
 
 from importlib import import_module
 
 from .errors import DataError, FormulaError, MultilevelError
+
+# imported here, not lazily: the function shadows its module's name, and a lazy attribute
+# would be the module or the function depending on what was imported first
+from .simulate_schools import simulate_schools
 from .version import __version__
 
 _LAZY = {
@@ -18,7 +22,6 @@ _LAZY = {
     "load": ("models", "load"),
     "LinearMixedModel": ("models", "LinearMixedModel"),
     "TwoLevelModel": ("models", "TwoLevelModel"),
-    "simulate_schools": ("simulate_schools", "simulate_schools"),
     "datasets": ("datasets", None),
 }
 
