@@ -378,3 +378,90 @@ def test_cli_two_level_fit_with_plot(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "log_radon ~ floor + log_uranium + (1 | county)" in out.replace("  ", " ")
     assert png.stat().st_size > 10_000
+
+
+TWO_LEVEL = ["fit", "radon", "log_radon ~ floor", "--group", "county"]
+TWO_LEVEL += ["--group-formula", "~ log_uranium"]
+# the seed's names of lme4's parameters of log_radon ~ floor * log_uranium + (1 + floor | county)
+SEED_NAMES = {
+    "sd_(Intercept)|county": "sd(η_j1)",
+    "cor_floor.(Intercept)|county": "cor(η_j1,η_j2)",
+    "sd_floor|county": "sd(η_j2)",
+    "sigma": "σ_y",
+    "(Intercept)": "a0",
+    "floor": "a1",
+    "log_uranium": "b0",
+    "floor:log_uranium": "b1",
+}
+
+
+def _ci_rows(out: str) -> dict[str, list[str]]:
+    """The rows (split into cells, by first cell) of the printed interval table."""
+    lines = out.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith("Confidence intervals"))
+    return {line.split()[0]: line.split() for line in lines[i + 2 :] if line.strip()}
+
+
+def test_cli_two_level_wald_intervals_have_both_names(capsys):
+    from conftest import reference
+
+    ref = reference("inference/radon_seed_eq1")["wald_ci"]
+    assert main([*TWO_LEVEL, "--ci", "wald"]) == 0
+    out = capsys.readouterr().out
+    assert "Level-2 regressions:" in out and "Pr(>|t|)" in out  # the two-level summary
+    assert "Confidence intervals (wald, 95%)" in out
+    rows = _ci_rows(out)
+    assert list(rows) == list(SEED_NAMES.values())
+    for name, lo, hi in zip(ref["params"], ref["lower"], ref["upper"], strict=True):
+        cells = rows[SEED_NAMES[name]]
+        assert cells[1] == name  # lme4's name next to the seed's
+        if lo is None:
+            assert cells[2:] == ["NA", "NA"]
+        else:
+            assert float(cells[2]) == pytest.approx(lo, rel=1e-5)
+            assert float(cells[3]) == pytest.approx(hi, rel=1e-5)
+    assert main([*TWO_LEVEL, "--ci", "wald", "--json", "--level", "0.9"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["model"] == "two-level"
+    ci = d["confint"]
+    assert ci["method"] == "wald" and ci["level"] == 0.9
+    assert [(r["lme4"], r["param"]) for r in ci["intervals"]] == list(SEED_NAMES.items())
+    by = {r["param"]: r for r in ci["intervals"]}
+    b1 = d["group_level"]["floor"]
+    half = 1.6448536269514722 * b1["se"]["log_uranium"]
+    assert by["b1"]["lower"] == pytest.approx(b1["coef"]["log_uranium"] - half, rel=1e-12)
+    assert by["σ_y"]["lower"] is None and by["σ_y"]["upper"] is None
+
+
+def test_cli_two_level_profile_and_boot_intervals(capsys):
+    import multilevel
+
+    m = multilevel.fit(
+        "log_radon ~ floor",
+        datasets.load("radon"),
+        group="county",
+        group_formula="~ log_uranium",
+    )
+    assert main([*TWO_LEVEL, "--ci", "boot", "--boot-n", "30", "--seed", "5", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    boot = m.bootstrap(30, seed=5).confint()
+    assert [r["param"] for r in d["confint"]["intervals"]] == list(boot.index)
+    for r in d["confint"]["intervals"]:
+        assert r["lower"] == pytest.approx(boot.loc[r["param"], "2.5 %"], rel=1e-12)
+        assert r["upper"] == pytest.approx(boot.loc[r["param"], "97.5 %"], rel=1e-12)
+        assert SEED_NAMES[r["lme4"]] == r["param"]
+    assert main([*TWO_LEVEL, "--varying", "1", "--ci", "profile"]) == 0
+    out = capsys.readouterr().out
+    rows = _ci_rows(out)
+    assert list(rows) == ["sd(η_j1)", "σ_y", "a0", "a1", "b0"]
+    m1 = multilevel.fit(
+        "log_radon ~ floor",
+        datasets.load("radon"),
+        group="county",
+        group_formula="~ log_uranium",
+        varying="1",
+    )
+    prof = m1.lmm.confint("profile")
+    for sym, cells in rows.items():
+        assert float(cells[2]) == pytest.approx(prof.loc[cells[1], "2.5 %"], rel=1e-5), sym
+        assert float(cells[3]) == pytest.approx(prof.loc[cells[1], "97.5 %"], rel=1e-5), sym

@@ -78,3 +78,105 @@ def test_a_formula_in_a_fit_file_cannot_run_code(fit, tmp_path):
     with pytest.raises(multilevel.MultilevelError):
         multilevel.load(tmp_path / "e.mlfit")
     assert not target.exists()
+
+
+# -- two-level fits --------------------------------------------------------------------
+
+
+def _two_level(**kwargs):
+    df = datasets.load("radon")
+    args = dict(group="county", group_formula="~ log_uranium", data_name="radon")
+    args.update(kwargs)
+    return multilevel.fit("log_radon ~ floor", df, **args)
+
+
+@pytest.mark.parametrize("varying", [None, "1", "0 + floor"])
+def test_two_level_round_trip(tmp_path, varying):
+    from multilevel import LinearMixedModel, TwoLevelModel
+
+    tl = _two_level(varying=varying)
+    path = tmp_path / "tl.mlfit"
+    tl.save(path)
+    with zipfile.ZipFile(path) as z:
+        meta = json.loads(z.read("fit.json"))
+    assert meta["formula"] == tl.lme4_formula
+    assert meta["two_level"] == {
+        "formula": "log_radon ~ floor",
+        "group": "county",
+        "group_formula": "~ log_uranium",
+        "varying": list(tl.spec.varying),
+    }
+    m = multilevel.load(path)
+    assert type(m) is TwoLevelModel and type(m.lmm) is LinearMixedModel
+    assert m.spec == tl.spec
+    assert m.objective == tl.objective
+    np.testing.assert_array_equal(m.theta, tl.theta)
+    pd.testing.assert_frame_equal(m.group_level, tl.group_level)
+    pd.testing.assert_frame_equal(m.coef_table(), tl.coef_table(), rtol=1e-12)
+    pd.testing.assert_frame_equal(m.Sigma, tl.Sigma)
+    np.testing.assert_array_equal(m.design.gamma, tl.design.gamma)
+    np.testing.assert_array_equal(m.design.W, tl.design.W)
+    assert m.parameter_names() == tl.parameter_names()
+    pd.testing.assert_frame_equal(m.confint("wald"), tl.confint("wald"))
+    assert m.summary() == tl.summary()
+    assert m.to_dict() == tl.to_dict()
+
+
+def test_two_level_round_trip_with_weights_and_a_quoted_group(tmp_path):
+    df = datasets.load("radon")
+    df["my county"] = df.county
+    df["w"] = np.random.default_rng(0).uniform(0.5, 2.0, size=len(df))
+    tl = multilevel.fit(
+        "log_radon ~ floor", df, group="my county", group_formula="~ log_uranium", weights="w"
+    )
+    tl.save(tmp_path / "w.mlfit")
+    m = multilevel.load(tmp_path / "w.mlfit")
+    assert m.spec == tl.spec and m.group == "my county"
+    assert m.lmm.weights == "w" and m.objective == tl.objective
+    pd.testing.assert_frame_equal(m.coef_table(), tl.coef_table(), rtol=1e-12)
+    np.testing.assert_array_equal(m.fitted, tl.fitted)
+
+
+def test_a_loaded_plain_fit_stays_plain(fit, tmp_path):
+    from multilevel import LinearMixedModel
+    from multilevel.twolevel import TwoLevelFit
+
+    fit.save(tmp_path / "m.mlfit")
+    with zipfile.ZipFile(tmp_path / "m.mlfit") as z:
+        assert json.loads(z.read("fit.json"))["two_level"] is None
+    m = multilevel.load(tmp_path / "m.mlfit")
+    assert type(m) is LinearMixedModel and not isinstance(m, TwoLevelFit)
+
+
+def test_a_two_level_entry_that_does_not_match_the_formula_is_refused(tmp_path):
+    tl = _two_level()
+    tl.save(tmp_path / "tl.mlfit")
+
+    def edit(key, value):
+        return lambda meta: meta["two_level"].__setitem__(key, value)
+
+    cases = [
+        ("v.mlfit", edit("varying", ["1"]), "corrupted.*amounts to"),
+        ("g.mlfit", edit("group_formula", None), "corrupted.*amounts to"),
+        ("s.mlfit", edit("varying", "1 + floor"), "corrupted.*list"),
+        ("k.mlfit", lambda meta: meta["two_level"].pop("group"), "corrupted.*two_level"),
+        ("t.mlfit", lambda meta: meta.update(two_level=[1, 2]), "corrupted.*two_level"),
+    ]
+    for name, change, match in cases:
+        _rewrite(tmp_path / "tl.mlfit", tmp_path / name, change)
+        with pytest.raises(multilevel.DataError, match=match):
+            multilevel.load(tmp_path / name)
+
+
+def test_a_group_formula_in_a_fit_file_cannot_run_code(tmp_path):
+    _two_level().save(tmp_path / "tl.mlfit")
+    target = tmp_path / "pwned"
+    evil = f'~ {{__import__("os").system("touch {target}")}}'
+    _rewrite(
+        tmp_path / "tl.mlfit",
+        tmp_path / "e.mlfit",
+        lambda meta: meta["two_level"].update(group_formula=evil),
+    )
+    with pytest.raises(multilevel.MultilevelError):
+        multilevel.load(tmp_path / "e.mlfit")
+    assert not target.exists()

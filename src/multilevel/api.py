@@ -10,7 +10,7 @@ from .fitting.lmm import optimize, prepare
 from .inference.compare import anova as lrt
 from .models import LinearMixedModel, TwoLevelModel
 from .spec import parse_formula
-from .twolevel import check_group_constant, group_level_columns, translate
+from .twolevel import TwoLevelFit, check_group_constant, group_level_columns, translate
 
 
 def fit(
@@ -79,5 +79,5 @@ def anova(m0, m1, *more, names: list[str] | None = None) -> pd.DataFrame:
     """Likelihood-ratio tests between nested models fitted to the same data (two-level fits
     are compared through their lme4-formula fits); see
     :func:`multilevel.inference.compare.anova`."""
-    models = [m.lmm if isinstance(m, TwoLevelModel) else m for m in (m0, m1, *more)]
+    models = [m.lmm if isinstance(m, TwoLevelFit) else m for m in (m0, m1, *more)]
     return lrt(*models, names=names)

@@ -14,8 +14,9 @@ A fit file is a ZIP archive with two members:
 
 Loading rebuilds the model from the formula and the data, factors the deviance at the stored
 θ (no optimisation) and checks that it reproduces the stored objective: a file whose parts do
-not belong together is refused. Nothing in the file is executed; the formula passes the same
-allow-list as any other.
+not belong together is refused (so is a ``two_level`` entry that does not translate to
+``formula``: ``varying`` is the list of varying terms, "1" for the intercept). Nothing in
+the file is executed; the formula passes the same allow-list as any other.
 """
 
 from __future__ import annotations
@@ -147,7 +148,22 @@ def load(path: str | Path, model_class, two_level_class, version: str = ""):
     fit.objective = objective
     if two_level is None:
         return fit
-    spec = translate(
-        two_level["formula"], two_level["group"], two_level["group_formula"], two_level["varying"]
-    )
-    return two_level_class(spec, fit)
+    return two_level_class(_two_level_spec(path, two_level, formula), fit)
+
+
+def _two_level_spec(path: Path, entry, formula: str):
+    """The two-level specification of a fit file's ``two_level`` entry; refused unless it
+    translates to the file's (lme4) ``formula``."""
+    keys = ("formula", "group", "group_formula", "varying")
+    if not isinstance(entry, dict) or any(k not in entry for k in keys):
+        raise DataError(f"'{path}' is corrupted: its two_level entry needs {', '.join(keys)}")
+    varying = entry["varying"]
+    if not isinstance(varying, list) or not all(isinstance(v, str) for v in varying):
+        raise DataError(f"'{path}' is corrupted: two_level.varying must be a list of terms")
+    spec = translate(entry["formula"], entry["group"], entry["group_formula"], varying)
+    if "".join(spec.lme4_formula.split()) != "".join(formula.split()):
+        raise DataError(
+            f"'{path}' is corrupted: its two-level model amounts to '{spec.lme4_formula}', "
+            f"not the stored formula '{formula}'"
+        )
+    return spec

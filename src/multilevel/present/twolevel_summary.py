@@ -53,23 +53,23 @@ def two_level_summary(self, max_groups: int = 10) -> str:
     lines += ["", "Level-2 regressions:"]
     rows = []
     gl = _tested(self)
+    tested = not gl["df"].isna().all()
     sd = self.eta_sd
     for c, name in enumerate(d.x1names):
         first = True
         label = f"{self.symbols[name]} ({'intercept' if name == INTERCEPT else name})"
         for r in gl[gl.coefficient == name].itertuples():
-            rows.append(
-                [
-                    label if first else "",
-                    r.symbol,
-                    r.predictor,
-                    f"{r.estimate:.5g}",
-                    f"{r.se:.4g}",
-                    f"{r.t:.2f}",
-                    "" if np.isnan(r.df) else f"{r.df:.1f}",
-                    pvalue(r.p) if not np.isnan(r.df) else "",
-                ]
-            )
+            cells = [
+                label if first else "",
+                r.symbol,
+                r.predictor,
+                f"{r.estimate:.5g}",
+                f"{r.se:.4g}",
+                f"{r.t:.2f}",
+            ]
+            if tested:  # the df and p columns only when some row has them
+                cells += ["", ""] if np.isnan(r.df) else [f"{r.df:.1f}", pvalue(r.p)]
+            rows.append(cells)
             first = False
         if name in sd.index:
             a = int(np.flatnonzero(d.zcol == c)[0])
@@ -77,7 +77,7 @@ def two_level_summary(self, max_groups: int = 10) -> str:
         else:
             rows.append(["", "", "(not varying)"])
     header = ["Coefficient", "Symbol", "Predictor", "Estimate", "Std. Error", "t value"]
-    if not gl["df"].isna().all():
+    if tested:
         header += ["df", "Pr(>|t|)"]
     lines += table(rows, header, 3)
     if len(d.zcol) > 1:

@@ -71,6 +71,14 @@ def _first_rows(codes: np.ndarray, nlevels: int) -> np.ndarray:
     return first
 
 
+def _column_name(cname: str, wname: str) -> str:
+    """The name of γ_cw's column in the lme4 formula's fixed effects: the level-1 column
+    times the level-2 one (the intercept is left out of the product)."""
+    if wname == INTERCEPT:
+        return cname
+    return wname if cname == INTERCEPT else f"{cname}:{wname}"
+
+
 def two_level_design(spec: TwoLevelSpec, lmm) -> TwoLevelDesign:
     """The design of a two-level fit ``lmm`` of ``spec.lme4_formula``."""
     frame = lmm.frame
@@ -111,21 +119,14 @@ def two_level_design(spec: TwoLevelSpec, lmm) -> TwoLevelDesign:
     gamma = np.full((p1, q), -1, dtype=int)
     allowed = [(c, w) for c in range(p1) for w in range(q) if w == 0 or c in set(zcol)]
     for c, w in allowed:
-        cname, wname = x1names[c], wnames[w]
-        if w == 0:
-            name = cname
-        elif cname == INTERCEPT:
-            name = wname
-        else:
-            name = f"{cname}:{wname}"
-        gamma[c, w] = index.get(name, -1)
+        gamma[c, w] = index.get(_column_name(x1names[c], wnames[w]), -1)
     unmapped = sorted(set(range(p)) - set(gamma[gamma >= 0].tolist()))
     if unmapped:
         raise FormulaError(
             f"the fixed effect '{schema.xnames[unmapped[0]]}' of '{spec.lme4_formula}' is not "
             "a level-1 coefficient times a level-2 predictor; fit that formula directly"
         )
-    dropped = [f"{x1names[c]}:{wnames[w]}" for c, w in allowed if gamma[c, w] < 0]
+    dropped = [_column_name(x1names[c], wnames[w]) for c, w in allowed if gamma[c, w] < 0]
     D = np.zeros((len(levels), p1, p))
     for c in range(p1):
         for w in range(q):

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.materialize import INTERCEPT
+from ..errors import MultilevelError
 from ..inference.bootstrap import BootstrapResult, bootstrap
 from ..inference.ftests import fixef_tests
 from ..inference.intervals import confint
@@ -245,6 +246,10 @@ class TwoLevelFit:
         names = self.parameter_names()
         back = {v: k for k, v in names.items()}
         parm = [parm] if isinstance(parm, str) else list(parm)
+        bad = [p for p in parm if p not in back and p not in names]
+        if bad:
+            known = ", ".join(f"{v} ({k})" for k, v in names.items())
+            raise MultilevelError(f"no parameter '{bad[0]}'; the parameters are {known}")
         return [back.get(p, p) for p in parm]
 
     def confint(self, method: str = "profile", level: float = 0.95, parm=None, **kwargs):
@@ -295,7 +300,6 @@ class TwoLevelFit:
         conditional distribution; see :func:`multilevel.twolevel.pooling.pooling_measures`."""
         return pooling_measures(self, ndraws=ndraws, seed=seed, joint=joint)
 
-    # -- presentation -------------------------------------------------------------------
     # -- presentation -------------------------------------------------------------------
     def equations(self) -> list[str]:
         """The model in the seed's notation, one line per equation."""
