@@ -1,5 +1,8 @@
 """Every Gaussian reference model: our fit against lme4's figures.
 
+A reference names its data (a bundled dataset, or a CSV of tests/data/datasets) and its
+prior-weights column (``"weights": "w"``, or ``{}`` for none); offsets are in its formula.
+
 Objective no worse than lme4's best optimiser by 1e-6 relative; fixed effects, SEs, sigma and
 random-effect SDs to 1e-4 relative (against 0.1 where smaller); conditional modes and their
 SEs to 1e-3.
@@ -10,10 +13,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import gaussian_references, reference
+from conftest import gaussian_references, load_data, reference, reference_weights
 
 import multilevel
-from multilevel import datasets
 
 _FITS: dict[str, multilevel.LinearMixedModel] = {}
 
@@ -21,8 +23,10 @@ _FITS: dict[str, multilevel.LinearMixedModel] = {}
 def fitted(name: str):
     if name not in _FITS:
         ref = reference(name)
-        data = datasets.load(ref["data"])
-        _FITS[name] = multilevel.fit(ref["formula"], data, reml=ref["reml"])
+        data = load_data(ref["data"])
+        _FITS[name] = multilevel.fit(
+            ref["formula"], data, reml=ref["reml"], weights=reference_weights(ref)
+        )
     return _FITS[name]
 
 

@@ -3,9 +3,9 @@
 Rows with a missing value in any column the model uses are dropped and counted; rows with
 a prior weight of 0 likewise (counted apart). Shapes: ``y`` (n,), ``X`` (n, p), per
 random-effects term ``Z`` (n, k) and ``codes`` (n,) in ``range(nlevels)``, ``weights`` and
-``offset`` (n,) or None. Terms are ordered by decreasing number of levels, as lme4 orders
-them. What is known of the data besides these numbers is the frame's
-:class:`~multilevel.data.schema.Schema`.
+``offset`` (n,) or None (weights that are all 1 are None: no weights, as in lme4). Terms
+are ordered by decreasing number of levels, as lme4 orders them. What is known of the data
+besides these numbers is the frame's :class:`~multilevel.data.schema.Schema`.
 """
 
 from __future__ import annotations
@@ -101,10 +101,34 @@ def _column_of(name, df: pd.DataFrame, what: str) -> str:
     return name
 
 
+def _check_numeric(col: pd.Series, name: str, what: str) -> None:
+    """A weights or offset column must hold numbers: else an error naming a row at fault
+    (the first value that is not a number, or the first value of a boolean column)."""
+    if col.dtype != bool and pd.api.types.is_numeric_dtype(col):
+        return
+    values = col.dropna()
+    if not len(values):
+        raise DataError(f"the {what} column '{name}' has only missing values")
+    hint = ""
+    if col.dtype == bool:
+        row = values.index[0]
+    else:
+        as_number = pd.to_numeric(values.astype(str).str.strip(), errors="coerce")
+        text = as_number.isna().to_numpy()
+        row = values.index[int(np.argmax(text))] if text.any() else values.index[0]
+        if not text.any():
+            hint = "; convert it with pandas.to_numeric"
+    value = values[row]
+    value = value.item() if isinstance(value, np.generic) else value
+    raise DataError(
+        f"the {what} column '{name}' must be numeric, not {col.dtype} "
+        f"(e.g. {value!r} in row {_row(row)}){hint}"
+    )
+
+
 def _check_weights(w: pd.Series, name: str) -> np.ndarray:
     """Prior weights: numeric, finite, not missing, not negative. Returns them as floats."""
-    if w.dtype == bool or not pd.api.types.is_numeric_dtype(w):
-        raise DataError(f"the weights column '{name}' must be numeric, not {w.dtype}")
+    _check_numeric(w, name, "weights")
     values = w.to_numpy(dtype=float, na_value=np.nan)
     bad = ~np.isfinite(values)
     if bad.any():
@@ -191,6 +215,8 @@ def build_frame(
         sub = sub.loc[keep].reset_index(drop=True)
     n = len(sub)
     w = _check_weights(sub[wname], wname) if wname is not None else None
+    if w is not None and (w == 1.0).all():
+        w = None  # weights of 1 are no weights (as lme4's default): the very same fit
 
     check_fixed_factors(sub, mf.fixed_columns, mf.fixed, n)
     y, X, xnames, fixed_spec = fixed_matrices(mf, sub)
@@ -200,9 +226,8 @@ def build_frame(
     check_magnitude(X, xnames, "the fixed-effects column", rows)
     off, offset_specs = offset_matrices(mf, sub, rows)
     if oname is not None:
-        col = sub[oname]
-        if col.dtype == bool or not pd.api.types.is_numeric_dtype(col):
-            raise DataError(f"the offset column '{oname}' must be numeric, not {col.dtype}")
+        col = sub[oname].set_axis(rows)  # the caller's row labels, for messages
+        _check_numeric(col, oname, "offset")
         values = col.to_numpy(dtype=float)
         check_finite(values[:, None], [oname], "the offset column", rows)
         check_magnitude(values[:, None], [oname], "the offset column", rows)

@@ -76,8 +76,16 @@ def _prediction_weights(fit, newdata, m: int) -> np.ndarray:
     if name is None or name not in df.columns:
         return np.ones(m)
     w = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=float)
-    if not (np.isfinite(w).all() and (w > 0).all()):
-        raise MultilevelError(f"newdata's weights column '{name}' must be positive numbers")
+    bad = ~(np.isfinite(w) & (w > 0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        label, value = (
+            v.item() if isinstance(v, np.generic) else v for v in (df.index[i], df[name].iloc[i])
+        )
+        raise MultilevelError(
+            f"newdata's weights column '{name}' must be positive numbers (a prediction "
+            f"interval adds noise of variance sigma^2/w), not {value!r} in row {label!r}"
+        )
     return w
 
 
