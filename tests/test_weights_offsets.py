@@ -872,3 +872,40 @@ def test_two_level_form_with_weights_and_offset(sleep_wo, fit_wo):
     assert "Weights: w" in t.summary()
     with pytest.raises(DataError, match="the weights column 'nope'"):
         multilevel.fit("Reaction ~ Days", sleep_wo, group="Subject", weights="nope")
+
+
+def test_save_and_load_keep_the_zero_weight_count(sleep_w, tmp_path):
+    d = sleep_w.copy()
+    d.loc[[3, 50], "w"] = 0.0
+    m = multilevel.fit(SLEEP, d, weights="w")
+    path = tmp_path / "zero.mlfit"
+    m.save(path)
+    back = multilevel.load(path)
+    assert back.schema.n_zero_weight == 2 and back.nobs == 178
+    assert "   2 rows with weight 0 dropped" in back.summary().splitlines()
+    assert back.objective == m.objective
+
+
+def test_two_level_equations_show_the_weights_and_the_offset(sleep_wo):
+    """Level 1 of a weighted fit reads ε_i ~ N(0, σ_y²/w_i), and the offset is a term of it;
+    an offset(expr) of the individual-level formula reaches the lme4 formula."""
+    t = multilevel.fit("Reaction ~ Days", sleep_wo, group="Subject", weights="w", offset="o")
+    assert t.equations()[0].endswith("+ o_i + ε_i,   ε_i ~ N(0, σ_y²/w_i)")
+    f = multilevel.fit("Reaction ~ Days + offset(o)", sleep_wo, group="Subject", weights="w")
+    assert f.lme4_formula == "Reaction ~ Days + offset(o) + (1 + Days | Subject)"
+    assert f.objective == pytest.approx(t.objective, rel=1e-12)
+    assert "offset(o)_i" in f.equations()[0]
+    plain = multilevel.fit("Reaction ~ Days", sleep_wo, group="Subject")
+    assert plain.equations()[0].endswith("+ ε_i,   ε_i ~ N(0, σ_y²)")
+
+
+def test_cli_compare_takes_weights_and_offset(sleep_wo, tmp_path, capsys):
+    path = tmp_path / "wo.csv"
+    sleep_wo.to_csv(path, index=False)
+    args = ["compare", str(path), "Reaction ~ Days + (1 | Subject)", SLEEP]
+    assert main([*args, "--weights", "w", "--offset", "o", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    m0 = multilevel.fit("Reaction ~ Days + (1 | Subject)", sleep_wo, weights="w", offset="o")
+    m1 = multilevel.fit(SLEEP, sleep_wo, weights="w", offset="o")
+    want = multilevel.anova(m0, m1)
+    assert out["test"]["chisq"] == pytest.approx(want["Chisq"].iloc[-1], rel=1e-8)

@@ -191,8 +191,9 @@ def _cmd_compare(args) -> int:
     reml = not args.ml
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        m0 = fit(args.formula0, df, reml=reml, data_name=name)
-        m1 = fit(args.formula1, df, reml=reml, data_name=name)
+        kw = dict(reml=reml, weights=args.weights, offset=args.offset, data_name=name)
+        m0 = fit(args.formula0, df, **kw)
+        m1 = fit(args.formula1, df, **kw)
         table = anova(m0, m1, names=["m0", "m1"])
     _print_warnings(caught, skip=(RefitNotice, BoundaryWarning))  # reported with the table
     if args.json:
@@ -292,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("formula0", help="the smaller (null) model")
     c.add_argument("formula1", help="the larger model")
     c.add_argument("--ml", action="store_true", help="fit by maximum likelihood")
+    c.add_argument("--weights", metavar="COL", help="column of prior weights (both models)")
+    c.add_argument("--offset", metavar="COL", help="offset column (both models)")
     c.add_argument("--json", action="store_true", help="print the comparison as JSON")
     c.set_defaults(func=_cmd_compare)
     d = sub.add_parser("datasets", help="list the bundled datasets")

@@ -4,7 +4,8 @@ A fit file is a ZIP archive with two members:
 
 ``fit.json``
     ``{"format": "multilevel-fit", "version": 2, "multilevel": "<package version>",
-    "formula", "reml", "data_name", "n_dropped", "weights", "offset", "theta": [...],
+    "formula", "reml", "data_name", "n_dropped", "n_zero_weight", "weights", "offset",
+    "theta": [...],
     "objective", "optimizer": {"converged", "message", "evaluations", "gradient"},
     "two_level": null or {"formula", "group", "group_formula", "varying"}}``; floats are
     written with Python's shortest round-trip repr, so they are read back bit for bit.
@@ -67,6 +68,7 @@ def save(fit, path: str | Path, version: str = "") -> None:
         "reml": bool(fit.reml),
         "data_name": fit.data_name,
         "n_dropped": int(fit.n_dropped),
+        "n_zero_weight": int(fit.schema.n_zero_weight),
         "weights": fit.schema.weights,
         "offset": fit.schema.offset,
         "theta": [float(v) for v in fit.factorization.theta],
@@ -119,7 +121,11 @@ def load(path: str | Path, model_class, two_level_class, version: str = ""):
     except (KeyError, TypeError, ValueError) as e:
         raise DataError(f"'{path}' is missing a field of the fit ({e})") from None
     frame = build_frame(formula, data, weights=weights, offset=offset)
-    frame.schema = replace(frame.schema, n_dropped=int(meta.get("n_dropped", 0)))
+    frame.schema = replace(
+        frame.schema,
+        n_dropped=int(meta.get("n_dropped", 0)),
+        n_zero_weight=int(meta.get("n_zero_weight", 0)),
+    )
     problem = prepare(frame, reml=reml)
     dev = problem.deviance
     if len(theta) != dev.layout.size:

@@ -310,7 +310,12 @@ class TwoLevelFit:
         for name in d.x1names:
             s = self.symbols[name] + (f"_{sub}" if name in varying else "")
             parts.append(s if name == INTERCEPT else f"{s}·{name}_i")
-        lines = [f"{spec.response}_i = {' + '.join(parts)} + ε_i,   ε_i ~ N(0, σ_y²)"]
+        schema = self.lmm.schema
+        offsets = [f"{o}_i" for o in ([schema.offset] if schema.offset else [])]
+        offsets += [f"offset({e})_i" for e in schema.formula.offsets]
+        noise = "N(0, σ_y²/w_i)" if schema.weights else "N(0, σ_y²)"
+        rhs = " + ".join(parts + offsets)
+        lines = [f"{spec.response}_i = {rhs} + ε_i,   ε_i ~ {noise}"]
         gl = self.group_level
         eta_names = [f"η_j{a + 1}" for a in range(len(d.zcol))]
         for c, name in enumerate(d.x1names):

@@ -215,6 +215,7 @@ def translate(formula: str, group: str, group_formula: str | None = None, varyin
         if "1" not in vary:
             notes.append(f"the intercept does not vary: no main effect of {gs}")
     re_expr = " + ".join((["1"] if "1" in vary else ["0"]) + slopes)
+    fixed += [f"offset({expr})" for expr in mf.offsets]  # level 1's, with coefficient 1
     lme4 = f"{mf.response} ~ {' + '.join(fixed) or '1'} + ({re_expr} | {_quote(group)})"
     return TwoLevelSpec(
         formula=formula,
