@@ -11,7 +11,8 @@ from scipy.stats import norm
 import multilevel
 from multilevel import datasets
 from multilevel.errors import MultilevelError
-from multilevel.inference.intervals import Profile, _back_spline_predict, cli_confint, confint
+from multilevel.inference.intervals import Profile, _back_spline_predict, confint
+from multilevel.present.format import confint_text
 
 CASES = {
     "sleepstudy_slope_reml": "sleepstudy",
@@ -200,5 +201,7 @@ def test_fit_method_and_cli_text(fits):
     _, m, _ = fits["sleepstudy_slope_reml"]
     ci = m.confint("wald")
     assert ci.loc["Days", "2.5 %"] == pytest.approx(7.43759531836327, rel=1e-6)
-    text = cli_confint(m, "wald")
-    assert "Wald" in text and "Days" in text and "sd_Days|Subject" in text
+    text = confint_text(ci, "wald", 0.95)
+    assert "(wald, 95%)" in text and "Days" in text and "sd_Days|Subject" in text
+    boot = confint_text(ci, "boot", 0.9, n=200)
+    assert boot.splitlines()[0] == "Confidence intervals (boot, 90%, 200 replicates):"

@@ -124,6 +124,7 @@ def _confint_json(table, method: str, level: float) -> dict:
 def _cmd_fit(args) -> int:
     from .api import fit
     from .models import TwoLevelModel
+    from .present.format import confint_text
 
     if args.family != "gaussian":
         raise DataError(
@@ -156,8 +157,8 @@ def _cmd_fit(args) -> int:
     else:
         print(m.summary())
         if table is not None:
-            print(f"\nConfidence intervals ({args.ci}, {100 * args.level:g}%):")
-            print(table.to_string(float_format=lambda v: f"{v:.6g}", na_rep="NA"))
+            n = args.boot_n if args.ci == "boot" else None
+            print("\n" + confint_text(table, args.ci, args.level, n))
     if args.plot:
         fig = m.plot_overview() if isinstance(m, TwoLevelModel) else m.plot_caterpillar()
         try:

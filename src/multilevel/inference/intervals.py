@@ -389,21 +389,6 @@ def confint(fit, method: str = "profile", level: float = 0.95, parm=None, **kw) 
     return out
 
 
-def cli_confint(
-    fit, method: str, level: float = 0.95, n: int = 1000, seed: int | None = None
-) -> str:
-    """The text table of ``multilevel fit ... --ci METHOD`` (for "boot": ``n`` replicates
-    from ``seed``, with a progress bar on stderr when it is a terminal)."""
-    boot = isinstance(method, str) and method.lower() == "boot"
-    kw = {"n": n, "seed": seed} if boot else {}
-    tab = confint(fit, method=method, level=level, **kw)
-    what = {"wald": "Wald", "profile": "profile likelihood", "boot": "parametric bootstrap"}
-    head = f"Confidence intervals ({what[method.lower()]}, {100 * level:g}%"
-    head += f", {n} replicates):" if boot else "):"
-    body = tab.to_string(float_format=lambda v: f"{v:.6g}", na_rep="")
-    return f"{head}\n{body}"
-
-
 def _back_spline_predict(x: np.ndarray, z: np.ndarray, at: np.ndarray) -> np.ndarray:
     """lme4's interpolation of a profile: the natural cubic spline of ζ on the parameter
     (R's ``interpSpline``), inverted as R's ``backSpline`` does (piecewise cubic Hermite in

@@ -41,3 +41,12 @@ def labels(names: list[str], width: int) -> list[str]:
     if len(set(out)) < len(out):
         out = [f"{i + 1}:{a}"[:width] for i, a in enumerate(out)]
     return out
+
+
+def confint_text(table, method: str, level: float, n: int | None = None) -> str:
+    """The text of a table of confidence intervals (``fit.confint(...)``), with a heading
+    naming the method and level (and the number of bootstrap replicates ``n``)."""
+    head = f"Confidence intervals ({method}, {100 * level:g}%"
+    head += f", {n} replicates):" if n is not None else "):"
+    body = table.to_string(float_format=lambda v: f"{v:.6g}", na_rep="NA")
+    return f"{head}\n{body}"
