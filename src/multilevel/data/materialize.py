@@ -1,6 +1,10 @@
 """Model matrices through formulaic: the fixed effects, each random-effects term's Z, the
 offsets, evaluated with only the allowed functions in scope (the formula was checked by
-:mod:`multilevel.spec` before anything reaches here)."""
+:mod:`multilevel.spec` before anything reaches here).
+
+Simple parts (sums of ``1`` and plain numeric columns, :mod:`multilevel.data.simple`) are
+built without formulaic, with the same values and names; their spec for new data
+(:class:`LazySpec`) runs formulaic on the fit's rows only when first used."""
 
 from __future__ import annotations
 
@@ -15,9 +19,8 @@ from ..spec import ModelFormula, RandomTerm, offset_formula
 from ..spec.functions import EXTRA_FUNCTIONS
 from ..spec.parsing import first_line, formulaic_formula
 from .checks import check_finite, check_magnitude, check_response_not_predictor, unquoted
+from .simple import INTERCEPT, simple_design
 from .table import level_label
-
-INTERCEPT = "(Intercept)"
 
 
 @cache
@@ -43,6 +46,32 @@ class BoundSpec:
         return getattr(self.spec, name)
 
 
+class LazySpec:
+    """The :class:`BoundSpec` of formulaic's model matrix of ``rhs`` on ``data`` (the rows it
+    was built from without formulaic), made the first time anything of it is used: new data,
+    ``structure``, ``encoder_state``... Every attribute is the formulaic spec's own."""
+
+    def __init__(self, rhs: str, data: pd.DataFrame):
+        self._rhs = rhs
+        self._data = data
+        self._bound: BoundSpec | None = None
+
+    def bound(self) -> BoundSpec:
+        """formulaic's spec, built on first use."""
+        if self._bound is None:
+            self._bound = BoundSpec(model_matrix(self._rhs, self._data).model_spec)
+            self._data = None  # no longer needed
+        return self._bound
+
+    def get_model_matrix(self, data, context=None, **kwargs):
+        return self.bound().get_model_matrix(data, context=context, **kwargs)
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name in ("_rhs", "_data", "_bound"):
+            raise AttributeError(name)
+        return getattr(self.bound(), name)
+
+
 def explain_formulaic(message: str, expr: str, sub: pd.DataFrame) -> str:
     """formulaic's message, with the levels a contrast's reference level must be one of
     when that is what went wrong (formulaic names the value, not the column)."""
@@ -65,18 +94,18 @@ def response_column(response: str, sub: pd.DataFrame) -> str | None:
     return name
 
 
-def shared_columns(Zdf, X: np.ndarray, xnames: list[str]) -> np.ndarray | None:
-    """``X[:, j:j+k]`` (a view) when the k columns of formulaic's ``Zdf`` are, by name and
-    value, the consecutive columns j..j+k-1 of X: ``(1 + x | g)`` beside ``y ~ x`` then
-    costs no copy of x or of the column of ones."""
-    names = [INTERCEPT if c == "Intercept" else str(c) for c in Zdf.columns]
+def shared_columns(Z, names: list[str], X: np.ndarray, xnames: list[str]) -> np.ndarray | None:
+    """``X[:, j:j+k]`` (a view) when the k columns ``names`` of ``Z`` (formulaic's model
+    matrix or an array) are, by name and value, the consecutive columns j..j+k-1 of X:
+    ``(1 + x | g)`` beside ``y ~ x`` then costs no copy of x or of the column of ones."""
     if not names or names[0] not in xnames:
         return None
     j = xnames.index(names[0])
     if xnames[j : j + len(names)] != names:
         return None
     for a in range(len(names)):
-        if not np.array_equal(np.asarray(Zdf.iloc[:, a], dtype=float), X[:, j + a]):
+        column = Z.iloc[:, a] if isinstance(Z, pd.DataFrame) else Z[:, a]
+        if not np.array_equal(np.asarray(column, dtype=float), X[:, j + a]):
             return None
     return X[:, j : j + len(names)]
 
@@ -97,8 +126,12 @@ def fixed_matrices(mf: ModelFormula, sub: pd.DataFrame):
     """(y (n,), X (n, p) column-major, names, a spec for new data) of the fixed part.
 
     A plain numeric response is read from its column (a view, no copy); formulaic then
-    evaluates only the predictors."""
+    evaluates only the predictors, unless they are simple (:func:`simple_design`)."""
     column = response_column(mf.response, sub)
+    simple = simple_design(mf.fixed, sub) if column is not None else None
+    if simple is not None:
+        X, names = simple
+        return np.asarray(sub[column], dtype=float), X, names, LazySpec(mf.fixed, sub)
     try:
         spec = mf.fixed if column is not None else mf.fixed_formula
         mm = model_matrix(spec, sub)
@@ -133,6 +166,18 @@ def random_matrix(
 ):
     """(Z (n, k), names, a spec for new data) of one random-effects term: a view of X where
     the columns are X's (see :func:`shared_columns`)."""
+    simple = simple_design(rt.expr, sub)
+    if simple is not None:
+        Zs, names = simple
+        if not names:
+            raise FormulaError(f"the random-effects term {rt} has no columns", mf.text)
+        Zm = shared_columns(Zs, names, X, xnames)
+        if Zm is None:
+            Zm = Zs
+            check_finite(Zm, names, f"in the random-effects term {rt}, the column", rows)
+            check_magnitude(Zm, names, f"in the random-effects term {rt}, the column", rows)
+            check_response_not_predictor(mf.response, names, f"random effects of {rt}")
+        return Zm, names, LazySpec(rt.expr, sub)
     try:
         Z = model_matrix(rt.expr, sub)
     except Exception as e:  # noqa: BLE001
@@ -143,7 +188,7 @@ def random_matrix(
     if Z.shape[1] == 0:
         raise FormulaError(f"the random-effects term {rt} has no columns", mf.text)
     spec = BoundSpec(Z.model_spec)
-    Zm = shared_columns(Z, X, xnames)
+    Zm = shared_columns(Z, names, X, xnames)
     if Zm is None:
         Zm = np.asfortranarray(np.asarray(Z, dtype=float))
         check_finite(Zm, names, f"in the random-effects term {rt}, the column", rows)

@@ -15,7 +15,9 @@ reads this object. The grammar follows lme4's ``findbars``/``expandDoubleVerts``
 A formula never runs code: every expression formulaic would evaluate as Python, in the
 response, the fixed part, the offsets and inside the bars, is checked against the allow-list
 (:mod:`multilevel.spec.allowlist`) before anything is evaluated. ``C(g, contrast)`` takes the
-contrast as patsy, formulaic and R write it (:mod:`multilevel.spec.contrasts`).
+contrast as patsy, formulaic and R write it (:mod:`multilevel.spec.contrasts`). A formula
+whose parts are only sums of column names, ``1`` and ``0`` (:mod:`multilevel.spec.simple`)
+is read without formulaic, to the same result.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..errors import FormulaError
 from .allowlist import scan_refused
 from .contrasts import rewrite_contrasts
 from .parsing import columns_read, first_line, formulaic_formula, parse_factors
+from .simple import simple_columns, split_simple
 from .text import (
     check_balanced,
     code_only,
@@ -206,6 +209,17 @@ def parse_formula(text: str) -> ModelFormula:
     fixed = " + ".join(p for p in fixed_parts if not p.startswith("-"))
     removals = " ".join(p for p in fixed_parts if p.startswith("-"))
     fixed = (fixed or "1") + (f" {removals}" if removals else "")
+    simple = None if offsets else simple_columns(lhs, fixed, [rt.expr for rt in random])
+    if simple is not None:  # names, 1 and 0 only: the columns without formulaic's parse
+        return ModelFormula(
+            text=text.strip(),
+            response=lhs,
+            fixed=fixed,
+            random=tuple(random),
+            response_columns=simple[0],
+            fixed_columns=simple[1],
+            random_columns=simple[2],
+        )
     response_factors = parse_factors(f"{lhs} ~ 1", text)
     fixed_factors = parse_factors(f"{lhs} ~ {fixed}", text)
     random_columns: frozenset[str] = frozenset()
@@ -410,6 +424,9 @@ def _factor_text(factor) -> str:
 
 def _split_double(expr: str, factors: tuple[str, ...], formula: str) -> list[RandomTerm]:
     """lme4's expandDoubleVerts: ``(1 + x || g)`` -> ``(1 | g) + (0 + x | g)``."""
+    simple = split_simple(expr)
+    if simple is not None:  # names, 1 and 0 only: the terms without formulaic's parse
+        return [RandomTerm(t, factors, False) for t in simple]
     parse_factors(expr, formula)
     try:
         terms = list(formulaic_formula(expr))
