@@ -21,7 +21,7 @@ _LAZY = {
     "anova": ("api", "anova"),
     "load": ("models", "load"),
     "LinearMixedModel": ("models", "LinearMixedModel"),
-    "TwoLevelModel": ("models", "TwoLevelModel"),
+    "TwoLevelModel": ("twolevel_models", "TwoLevelModel"),
     "datasets": ("datasets", None),
 }
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from .data import build_frame, to_pandas
 from .errors import DataError, FormulaError
 from .fitting.lmm import optimize, prepare
-from .inference.compare import anova as lrt
-from .models import LinearMixedModel, TwoLevelModel
+from .models import LinearMixedModel
 from .spec import parse_formula
-from .twolevel import TwoLevelFit, check_group_constant, group_level_columns, translate
+
+if TYPE_CHECKING:
+    from .twolevel_models import TwoLevelModel
 
 
 def fit(
@@ -36,8 +39,11 @@ def fit(
     Two-level form: with ``group`` (the grouping column), ``formula`` is the individual-level
     formula ("y ~ x"), ``group_formula`` the group-level predictors ("~ u") and ``varying``
     the coefficients that vary (default all); the equivalent lme4 formula is fitted and a
-    :class:`~multilevel.models.TwoLevelModel` returned (see :mod:`multilevel.twolevel`)."""
+    :class:`~multilevel.twolevel_models.TwoLevelModel` returned (see :mod:`multilevel.twolevel`)."""
     if group is not None:
+        from .twolevel import check_group_constant, group_level_columns, translate
+        from .twolevel_models import TwoLevelModel
+
         spec = translate(formula, group, group_formula, varying)
         df = _with_str_columns(data)
         if spec.group not in df.columns:
@@ -79,5 +85,8 @@ def anova(m0, m1, *more, names: list[str] | None = None) -> pd.DataFrame:
     """Likelihood-ratio tests between nested models fitted to the same data (two-level fits
     are compared through their lme4-formula fits); see
     :func:`multilevel.inference.compare.anova`."""
+    from .inference.compare import anova as lrt
+    from .twolevel import TwoLevelFit
+
     models = [m.lmm if isinstance(m, TwoLevelFit) else m for m in (m0, m1, *more)]
     return lrt(*models, names=names)

@@ -123,7 +123,6 @@ def _confint_json(table, method: str, level: float) -> dict:
 
 def _cmd_fit(args) -> int:
     from .api import fit
-    from .models import TwoLevelModel
     from .present.format import confint_text
 
     if args.family != "gaussian":
@@ -160,7 +159,7 @@ def _cmd_fit(args) -> int:
             n = args.boot_n if args.ci == "boot" else None
             print("\n" + confint_text(table, args.ci, args.level, n))
     if args.plot:
-        fig = m.plot_overview() if isinstance(m, TwoLevelModel) else m.plot_caterpillar()
+        fig = m.plot_overview() if args.group is not None else m.plot_caterpillar()
         try:
             fig.savefig(args.plot, dpi=120)
         except (OSError, ValueError) as e:

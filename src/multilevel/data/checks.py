@@ -141,12 +141,9 @@ def check_fixed_factors(sub: pd.DataFrame, names: set[str], fixed: str, n: int) 
 
 def _r_factor(X: np.ndarray, chunk: int = 1 << 17) -> np.ndarray:
     """R of X = QR (Householder), from the rows in chunks: R = qr([R_prev; X_chunk])."""
-    import scipy.linalg
-
     R = np.zeros((0, X.shape[1]))
     for s in range(0, X.shape[0], chunk):
-        R = scipy.linalg.qr(np.vstack([R, X[s : s + chunk]]), mode="r")[0]
-        R = R[: X.shape[1]]
+        R = np.linalg.qr(np.vstack([R, X[s : s + chunk]]), mode="r")[: X.shape[1]]
     return R
 
 

@@ -6,9 +6,9 @@ over the replicates."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import solve_triangular
 
 from .blocks import CrossProducts
+from .linalg import solve_triangular
 
 
 def _chol_logdet_inv(M: np.ndarray):

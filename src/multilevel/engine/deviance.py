@@ -38,13 +38,13 @@ import numpy as np
 
 if TYPE_CHECKING:  # scipy.sparse is imported where a model has several terms
     import scipy.sparse as sp
-from scipy.linalg import lapack
 
 from ..errors import DataError
 from .blocks import CrossProducts
 from .factorization import Factorization
 from .kernels import PairMap, first_block, times_blocks
 from .layout import ThetaLayout
+from .linalg import cholesky
 
 #: Largest dense Schur complement (random effects outside the first term) we will form.
 MAX_DENSE = 12_000
@@ -183,13 +183,11 @@ class ProfiledDeviance:
                 S[:qr, qr:] -= RGB
                 self._scale_blocks(S, lams)
             flat[self._diag_z] += 1.0
-        # S is symmetric in its lower triangle; S.T is its Fortran-ordered view, whose upper
-        # triangle LAPACK factors in place as U = L'.
-        U, info = lapack.dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
-        if info != 0:
+        # S is symmetric in its lower triangle, which the kernel of its size factors
+        chol = cholesky(S, full=keep)
+        if chol is None:
             return math.inf if not keep else None
-        L = U.T
-        d = np.diagonal(L)
+        d, L = chol
         pwrss = d[-1] ** 2
         if not pwrss > 0:
             return math.inf if not keep else None
@@ -204,7 +202,7 @@ class ProfiledDeviance:
             lambdas=lams,
             objective=obj,
             M1inv=minv,
-            L=np.tril(L),
+            L=L,
             pwrss=pwrss,
             ldL2=ldL2,
             ldRX2=ldRX2,

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from scipy.linalg import solve_triangular
 
 from .layout import theta_for_data
+from .linalg import solve_triangular
 
 
 @dataclass

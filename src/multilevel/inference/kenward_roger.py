@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 
 from ..engine import one_blas_thread
 from ..errors import MultilevelError
@@ -109,6 +108,7 @@ def _random_design(fit):
 
 def kenward_roger(fit) -> KenwardRoger:
     """Φ, Φ_A, P_r and W of a REML fit (module docstring)."""
+    import scipy.linalg
     import scipy.sparse as sp
 
     frame, layout = fit.frame, fit.deviance.layout

@@ -4,9 +4,9 @@ aliased with the fixed effects, predictors on very different scales."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import solve_triangular
 
 from ..engine import CrossProducts
+from ..engine.linalg import solve_triangular
 from ..fitting.optimize import BOUNDARY
 
 #: fixed-effects columns whose scales differ by more than this get a note
