@@ -465,3 +465,18 @@ def test_cli_two_level_profile_and_boot_intervals(capsys):
     for sym, cells in rows.items():
         assert float(cells[2]) == pytest.approx(prof.loc[cells[1], "2.5 %"], rel=1e-5), sym
         assert float(cells[3]) == pytest.approx(prof.loc[cells[1], "97.5 %"], rel=1e-5), sym
+
+
+def test_a_closed_pipe_ends_quietly():
+    """``multilevel fit ... | head``: when the reader has gone, the program stops without a
+    traceback or an 'internal error' (exit status 141, as a program killed by SIGPIPE)."""
+    import subprocess
+    import sys
+
+    code = "from multilevel.cli import main; raise SystemExit(main())"
+    args = [sys.executable, "-c", code, "fit", "sleepstudy", "Reaction ~ Days + (Days | Subject)"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader is gone before anything is written
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 141
+    assert err == ""
