@@ -116,8 +116,7 @@ class BlockPattern:
     def __init__(self, design: Design, weights: np.ndarray | None = None):
         self.design = design
         self.z_scale = [z_scales(b.Z) for b in design.blocks]
-        dummy = np.zeros(design.n)
-        self.std = Standardization.from_data(design.X, dummy, weights)
+        self.std = Standardization.from_design(design.X, weights)
         m = len(design.blocks)
         self.cross = {
             (j, i): CrossPattern(design.blocks[j], design.blocks[i])

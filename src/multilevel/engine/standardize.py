@@ -51,9 +51,9 @@ class Standardization:
     intercept: int | None
 
     @classmethod
-    def from_data(
-        cls, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
-    ) -> Standardization:
+    def from_design(cls, X: np.ndarray, weights: np.ndarray | None = None) -> Standardization:
+        """The standardisation of X (weighted by the prior ``weights``), with y₀ = 0 until
+        :meth:`with_y_center` sets it from a response."""
         p = X.shape[1]
         lo, hi = X.min(axis=0, initial=np.inf), X.max(axis=0, initial=-np.inf)
         ones = [j for j in range(p) if lo[j] == hi[j] == 1.0]
@@ -70,10 +70,7 @@ class Standardization:
         s[~(s > 0) | ~np.isfinite(s)] = 1.0
         if icol is not None:
             s[icol] = 1.0
-        y0 = 0.0
-        if icol is not None:
-            y0 = float(y.mean() if weights is None else (weights @ y) / weights.sum())
-        return cls(c, s, y0, icol)
+        return cls(c, s, 0.0, icol)
 
     def with_y_center(self, y: np.ndarray, weights: np.ndarray | None = None):
         """The same X standardisation with y₀ the (weighted) mean of a new response."""
