@@ -14,7 +14,7 @@ from scipy import stats
 import multilevel
 from multilevel import datasets
 from multilevel.errors import MultilevelError
-from multilevel.inference.derivatives import gen_d, hessian
+from multilevel.fitting.derivatives import gen_d, hessian
 from multilevel.inference.ftests import anova_type3, contrast_test, fixef_tests
 from multilevel.inference.kenward_roger import kenward_roger
 from multilevel.inference.satterthwaite import varpar_deviance

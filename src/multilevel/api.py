@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .data import build_frame, to_pandas
-from .errors import DataError, FormulaError
+from .errors import DataError, FormulaError, MultilevelError
 from .fitting.lmm import optimize, prepare
 from .models import LinearMixedModel
 from .spec import parse_formula
@@ -21,6 +21,8 @@ def fit(
     data,
     *,
     reml: bool = True,
+    family="gaussian",
+    nagq: int = 1,
     weights: str | None = None,
     offset: str | None = None,
     data_name: str | None = None,
@@ -35,6 +37,12 @@ def fit(
     weights w_i, Var(ε_i) = σ²/w_i as lme4's ``weights=`` (rows of weight 0 are dropped and
     counted, negative or missing weights are an error); ``offset``: a column added to the
     linear predictor with coefficient 1, as the formula's ``offset(expr)`` terms.
+
+    ``family``: "gaussian" (the linear mixed model), "binomial" or "poisson" (a name, or a
+    family object from :func:`multilevel.family` for another link), fitted by maximum
+    likelihood with the Laplace approximation, or adaptive Gauss-Hermite quadrature with
+    ``nagq`` nodes (a single scalar random-effects term); see
+    :mod:`multilevel.engine.pirls`.
 
     Two-level form: with ``group`` (the grouping column), ``formula`` is the individual-level
     formula ("y ~ x"), ``group_formula`` the group-level predictors ("~ u") and ``varying``
@@ -58,6 +66,10 @@ def fit(
         return TwoLevelModel(spec, _fit_frame(frame, reml, data_name))
     if group_formula is not None or varying is not None:
         raise FormulaError("group_formula= and varying= need group= (the grouping column)")
+    if not _is_gaussian(family):
+        return _fit_glmm(formula, data, family, nagq, weights, offset, data_name)
+    if nagq != 1:
+        raise MultilevelError("nagq= is for binomial and Poisson models (family=)")
     frame = build_frame(formula, data, weights=weights, offset=offset)
     if not frame.reterms:
         raise FormulaError(
@@ -66,6 +78,29 @@ def fit(
             formula,
         )
     return _fit_frame(frame, reml, data_name)
+
+
+def _is_gaussian(family) -> bool:
+    return isinstance(family, str) and family.strip().lower() == "gaussian"
+
+
+def _fit_glmm(formula, data, family, nagq, weights, offset, data_name):
+    from .engine.family import family as make_family
+    from .fitting.glmm import optimize_glmm, prepare_glmm
+    from .glmm_models import GeneralizedLinearMixedModel
+
+    fam = make_family(family)
+    if isinstance(nagq, bool) or not isinstance(nagq, int) or nagq < 1:
+        raise MultilevelError(f"nagq must be a whole number of at least 1, not {nagq!r}")
+    frame = build_frame(formula, data, weights=weights, offset=offset, family=fam.name)
+    if not frame.reterms:
+        raise FormulaError(
+            "the formula has no random-effects term such as '(1 | group)'; for a model "
+            "without random effects use a generalized linear model",
+            formula,
+        )
+    problem = prepare_glmm(frame, fam, nagq)
+    return GeneralizedLinearMixedModel(frame, problem, optimize_glmm(problem), data_name)
 
 
 def _with_str_columns(data) -> pd.DataFrame:

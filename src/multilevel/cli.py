@@ -125,19 +125,18 @@ def _cmd_fit(args) -> int:
     from .api import fit
     from .present.format import confint_text
 
-    if args.family != "gaussian":
-        raise DataError(
-            f"--family {args.family}: only gaussian (linear mixed) models are fitted so far"
-        )
     if args.group is None and (args.group_formula or args.varying):
         raise DataError("--group-formula and --varying need --group (the grouping column)")
     df, name = read_data(args.data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        fam = args.family if args.link is None else _family(args.family, args.link)
         m = fit(
             args.formula,
             df,
             reml=not args.ml,
+            family=fam,
+            nagq=args.nagq,
             weights=args.weights,
             offset=args.offset,
             data_name=name,
@@ -166,6 +165,12 @@ def _cmd_fit(args) -> int:
             raise DataError(f"cannot write the figure to '{args.plot}': {e}") from None
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
+
+
+def _family(name: str, link: str):
+    from .engine.family import family
+
+    return family(name, link)
 
 
 def _jsonable(v):
@@ -242,7 +247,17 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--family",
         default="gaussian",
-        help="response distribution (only gaussian so far)",
+        choices=["gaussian", "binomial", "poisson"],
+        help="response distribution: gaussian (a linear mixed model, the default), binomial "
+        "or poisson (a generalized linear mixed model, by maximum likelihood)",
+    )
+    f.add_argument("--link", help="link function (binomial: logit, probit, cloglog; poisson: log)")
+    f.add_argument(
+        "--nagq",
+        type=int,
+        default=1,
+        help="quadrature nodes per group (binomial, poisson): 1 is the Laplace approximation; "
+        "more needs a single scalar random-effects term",
     )
     f.add_argument(
         "--weights",

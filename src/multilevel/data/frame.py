@@ -26,6 +26,7 @@ from .checks import (
     drop_aliased,
 )
 from .materialize import fixed_matrices, offset_matrices, random_matrix
+from .response import FAMILIES, glm_response
 from .schema import Schema, TermSchema
 from .table import (
     check_columns,
@@ -155,10 +156,15 @@ def _row(label):
 
 
 def build_frame(
-    formula: str | ModelFormula, data, weights: str | None = None, offset: str | None = None
+    formula: str | ModelFormula,
+    data,
+    weights: str | None = None,
+    offset: str | None = None,
+    family: str = "gaussian",
 ) -> ModelFrame:
     """Check ``formula`` against ``data`` and build y, X, the random-effects terms, the prior
-    weights (``weights``: a column name) and the offset (the formula's ``offset(expr)`` terms
+    weights (``weights``: a column name; for a binomial ``cbind`` response, times the trials)
+    and the offset (the formula's ``offset(expr)`` terms
     plus the column ``offset``, if given)."""
     # every expression is checked by the parse; nothing is evaluated before this
     mf = formula if isinstance(formula, ModelFormula) else parse_formula(formula)
@@ -178,8 +184,13 @@ def build_frame(
     sub = check_values(df[columns])
     for name in sorted(mf.predictor_columns | ({oname} if oname else set())):
         check_numbers_as_text(sub[name], name)
+    if family not in FAMILIES:
+        raise DataError(f"unknown family {family!r}: use one of {', '.join(FAMILIES)}")
+    glm = family != "gaussian"
     for name in sorted(mf.response_columns):
         col = sub[name]
+        if glm:
+            continue  # checked by glm_response (a binomial response may be a factor)
         if col.dtype == bool:
             sub[name] = col = col.astype(float)
         if not pd.api.types.is_numeric_dtype(col):
@@ -219,7 +230,16 @@ def build_frame(
         w = None  # weights of 1 are no weights (as lme4's default): the very same fit
 
     check_fixed_factors(sub, mf.fixed_columns, mf.fixed, n)
-    y, X, xnames, fixed_spec = fixed_matrices(mf, sub)
+    if glm:
+        _, X, xnames, fixed_spec = fixed_matrices(mf, sub, with_response=False)
+        y, w = glm_response(mf, sub, family, w, rows)
+    elif mf.binomial is not None:
+        raise DataError(
+            f"the response '{mf.response}' (successes, failures) is for a binomial model: "
+            "use family='binomial'"
+        )
+    else:
+        y, X, xnames, fixed_spec = fixed_matrices(mf, sub)
     check_finite(y[:, None], [mf.response], "the response", rows)
     check_finite(X, xnames, "the fixed-effects column", rows)
     check_magnitude(y[:, None], [mf.response], "the response", rows)
@@ -233,7 +253,9 @@ def build_frame(
         check_magnitude(values[:, None], [oname], "the offset column", rows)
         off = values if off is None else off + values
     working = y if off is None else y - off
-    if n > 1 and np.ptp(working) == 0:
+    if glm:
+        _check_glm_variation(mf.response, y, family)
+    elif n > 1 and np.ptp(working) == 0:
         what = "" if off is None else " less the offset"
         raise DataError(
             f"the response '{mf.response}'{what} has the same value ({working[0]:g}) in all "
@@ -254,19 +276,17 @@ def build_frame(
         reterms.append(ReTerm(TermSchema(rt, tuple(names), levels, spec), Z, codes))
     reterms.sort(key=lambda t: -t.nlevels)  # stable: ties keep formula order
     for rt in reterms:
-        if rt.nlevels < 2:
-            only = f" (only '{rt.levels[0]}')" if rt.nlevels == 1 else ""
-            raise DataError(
-                f"the grouping factor '{rt.group}' of the term {rt.term} has {rt.nlevels} "
-                f"level{only}; a random effect needs at least 2 groups"
-            )
-        if rt.nlevels * rt.k >= n:
+        _check_levels(rt)
+        # a GLMM may have as many effects as observations (an observation-level random
+        # effect for overdispersion, as lme4 allows): σ is not estimated there
+        if not glm and rt.nlevels * rt.k >= n:
             raise DataError(
                 f"the term {rt.term} has {rt.nlevels * rt.k} random effects "
                 f"({rt.nlevels} levels x {rt.k}), not fewer than the {n} observations; "
                 "the random-effects parameters and the residual variance are unidentifiable"
             )
-    check_exact_fit(X, reterms, n)
+    if not glm:  # σ is estimated only in the linear model
+        check_exact_fit(X, reterms, n)
     schema = Schema(
         formula=mf,
         xnames=tuple(xnames),
@@ -279,5 +299,28 @@ def build_frame(
         weights=wname,
         offset=oname,
         offset_specs=offset_specs,
+        family=family,
     )
     return ModelFrame(schema, y, X, reterms, w, off, sub, rows)
+
+
+def _check_glm_variation(response: str, y: np.ndarray, family: str) -> None:
+    """A binomial response needs successes and failures; Poisson counts, one above 0."""
+    if family == "binomial" and (np.all(y == 0) or np.all(y == 1)):
+        which = "failures" if np.all(y == 0) else "successes"
+        raise DataError(
+            f"the response '{response}' has only {which} in all {len(y)} rows: a binomial model "
+            "needs both successes and failures"
+        )
+    if family == "poisson" and np.all(y == 0):
+        raise DataError(f"the counts '{response}' are 0 in all {len(y)} rows")
+
+
+def _check_levels(rt: ReTerm) -> None:
+    """A random effect needs at least two groups."""
+    if rt.nlevels < 2:
+        only = f" (only '{rt.levels[0]}')" if rt.nlevels == 1 else ""
+        raise DataError(
+            f"the grouping factor '{rt.group}' of the term {rt.term} has {rt.nlevels} "
+            f"level{only}; a random effect needs at least 2 groups"
+        )

@@ -122,18 +122,22 @@ def model_matrix(spec: str, sub: pd.DataFrame):
     return materialize(formulaic_formula(spec), sub, context=eval_context(), na_action="ignore")
 
 
-def fixed_matrices(mf: ModelFormula, sub: pd.DataFrame):
+def fixed_matrices(mf: ModelFormula, sub: pd.DataFrame, with_response: bool = True):
     """(y (n,), X (n, p) column-major, names, a spec for new data) of the fixed part.
 
     A plain numeric response is read from its column (a view, no copy); formulaic then
-    evaluates only the predictors, unless they are simple (:func:`simple_design`)."""
-    column = response_column(mf.response, sub)
-    simple = simple_design(mf.fixed, sub) if column is not None else None
+    evaluates only the predictors, unless they are simple (:func:`simple_design`). With
+    ``with_response`` False only the predictors are built and y is None (a GLMM's response
+    is made by :mod:`multilevel.data.response`)."""
+    column = response_column(mf.response, sub) if with_response else None
+    rhs_only = column is not None or not with_response
+    simple = simple_design(mf.fixed, sub) if rhs_only else None
     if simple is not None:
         X, names = simple
-        return np.asarray(sub[column], dtype=float), X, names, LazySpec(mf.fixed, sub)
+        y = np.asarray(sub[column], dtype=float) if column is not None else None
+        return y, X, names, LazySpec(mf.fixed, sub)
     try:
-        spec = mf.fixed if column is not None else mf.fixed_formula
+        spec = mf.fixed if rhs_only else mf.fixed_formula
         mm = model_matrix(spec, sub)
     except Exception as e:  # noqa: BLE001
         raise FormulaError(
@@ -141,8 +145,8 @@ def fixed_matrices(mf: ModelFormula, sub: pd.DataFrame):
             + explain_formulaic(first_line(e), mf.fixed, sub),
             mf.text,
         ) from None
-    if column is not None:
-        y, rhs = np.asarray(sub[column], dtype=float), mm
+    if rhs_only:
+        y, rhs = (np.asarray(sub[column], dtype=float) if column is not None else None), mm
     else:
         if not hasattr(mm, "lhs"):  # formulaic found no response, e.g. in '() ~ x'
             raise DataError(f"the response '{mf.response}' must be one numeric column")

@@ -68,6 +68,8 @@ class Schema:
     weights: str | None = None
     offset: str | None = None
     offset_specs: tuple = ()
+    #: "gaussian", "binomial" or "poisson"
+    family: str = "gaussian"
 
     @property
     def response(self) -> str:

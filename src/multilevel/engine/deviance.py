@@ -48,6 +48,10 @@ from .linalg import cholesky
 
 #: Largest dense Schur complement (random effects outside the first term) we will form.
 MAX_DENSE = 12_000
+#: R = Z_r'Z_1 at least this full (and at most :data:`MAX_DENSE_R` entries) is kept dense:
+#: A_r1 G A_1r is then one BLAS product, cheaper than the sparse map of its pairs
+DENSE_R_FILL = 0.2
+MAX_DENSE_R = 4_000_000
 
 
 class ProfiledDeviance:
@@ -73,18 +77,31 @@ class ProfiledDeviance:
         self.m = m
         self.rest_scalar = all(kt == 1 for kt in cp.k[1:])
         self.pairs = None
+        self._r_pattern = None
+        self.dense_r = False
         if self.qr:
             R = self._stacked_off(cp)
-            self.pairs = PairMap(R, k1, m, lower_only=self.rest_scalar)
+            size = R.shape[0] * R.shape[1]
+            self.dense_r = size <= MAX_DENSE_R and R.nnz >= DENSE_R_FILL * size
+            if not self.dense_r:
+                self.pairs = PairMap(R, k1, m, lower_only=self.rest_scalar)
         self._diag_z = np.arange(self.qr) * (m + 1)
         self.set_blocks(cp)
 
-    @staticmethod
-    def _stacked_off(cp: CrossProducts) -> sp.csr_matrix:
-        """R = Z_r'Z_1, the other terms' blocks against the first, stacked (q_r, q_1)."""
+    def _stacked_off(self, cp: CrossProducts) -> sp.csr_matrix:
+        """R = Z_r'Z_1, the other terms' blocks against the first, stacked (q_r, q_1). The
+        blocks keep their pattern from one set of weights to the next, so R's is built
+        once and its values are the blocks' values one after the other."""
         import scipy.sparse as sp
 
-        return sp.vstack([cp.off[(j, 0)] for j in range(1, len(cp.k))]).tocsr()
+        blocks = [cp.off[(j, 0)] for j in range(1, len(cp.k))]
+        if self._r_pattern is None:
+            R = sp.vstack(blocks).tocsr()
+            self._r_pattern = (R.indices, R.indptr, R.shape)
+            return R
+        indices, indptr, shape = self._r_pattern
+        data = np.concatenate([b.data for b in blocks])
+        return sp.csr_matrix((data, indices, indptr), shape=shape)
 
     def set_blocks(self, cp: CrossProducts, response_only: bool = False) -> None:
         """Take the values of ``cp`` (blocks of the same pattern): everything that depends on
@@ -94,8 +111,11 @@ class ProfiledDeviance:
             self.A11 = cp.diag[0]
             if self.qr:
                 self.R = self._stacked_off(cp)
-                self.Q = self.pairs.matrix(self.R)
-                self.Qrows = self.pairs.targets
+                if self.dense_r:
+                    self.Rd = self.R.toarray()
+                else:
+                    self.Q = self.pairs.matrix(self.R)
+                    self.Qrows = self.pairs.targets
         self.B1 = cp.zw[0].reshape(self.l1, self.k1, self.p + 1)
         self.first = first_block(self.A11, self.B1)
         self.Arr = self._static_rest()
@@ -169,10 +189,16 @@ class ProfiledDeviance:
         S[qr:, qr:] -= BGB
         if qr:
             GB = times_blocks(G, self.B1).reshape(self.l1 * self.k1, p + 1)
-            RGB = self.R @ GB
-            S[qr:, :qr] -= RGB.T
             flat = S.reshape(-1)
-            flat[self.Qrows] -= self.Q @ G.reshape(-1)
+            if self.dense_r:  # R G R' and R G B as dense products
+                Rd = self.Rd
+                RG = times_blocks(G, Rd.T.reshape(self.l1, self.k1, qr)).reshape(-1, qr).T
+                RGB = Rd @ GB
+                S[:qr, :qr] -= RG @ Rd.T
+            else:
+                RGB = self.R @ GB
+                flat[self.Qrows] -= self.Q @ G.reshape(-1)
+            S[qr:, :qr] -= RGB.T
             if self.rest_scalar:
                 s = np.ones(m)
                 for j in range(1, len(lams)):

@@ -143,9 +143,9 @@ class Factorization:
 
     # -- conditional modes -----------------------------------------------------------------
     @cached_property
-    def _column_effects(self) -> list[np.ndarray]:
-        """Per term (l, k, p+1): b(v) = Λ u(v) for every column v of V = [X_s y_s] with
-        β = 0 (scaled Z)."""
+    def _column_spherical(self) -> list[np.ndarray]:
+        """Per term (l, k, p+1): the spherical effects u(v) for every column v of
+        V = [X_s y_s] with β = 0, b(v) = Λ u(v) (the same for Z and the scaled Z D⁻¹)."""
         dev, cp, L, lams = self.deviance, self._cp, self.L, self.lambdas
         qr, p, l1, k1 = self.qr, self.p, dev.l1, dev.k1
         rest = []
@@ -155,13 +155,26 @@ class Factorization:
             for j in range(1, len(cp.k)):
                 o, kj, lj = dev.offsets[j - 1], cp.k[j], cp.nlevels[j]
                 u = U[o : o + lj * kj].reshape(lj, kj, p + 1)
-                b = np.einsum("ab,lbc->lac", lams[j], u)
-                b_rest[o : o + lj * kj] = b.reshape(lj * kj, p + 1)
-                rest.append(b)
+                b_rest[o : o + lj * kj] = np.einsum("ab,lbc->lac", lams[j], u).reshape(-1, p + 1)
+                rest.append(u)
         c = cp.zw[0] - (dev.R.T @ b_rest if qr else 0.0)
         c = np.einsum("ba,lbc->lac", lams[0], c.reshape(l1, k1, p + 1))  # Λ_1' c per level
-        u1 = np.einsum("lab,lbc->lac", self.M1inv, c)
-        return [np.einsum("ab,lbc->lac", lams[0], u1), *rest]
+        return [np.einsum("lab,lbc->lac", self.M1inv, c), *rest]
+
+    @cached_property
+    def _column_effects(self) -> list[np.ndarray]:
+        """Per term (l, k, p+1): b(v) = Λ u(v) (scaled Z)."""
+        return [
+            np.einsum("ab,lbc->lac", lam, u)
+            for lam, u in zip(self.lambdas, self._column_spherical, strict=True)
+        ]
+
+    @cached_property
+    def spherical(self) -> list[np.ndarray]:
+        """The spherical conditional modes u (l, k) of each term at β̂ (b = Λu); Σ ||u||² is
+        the penalty of the penalised least squares."""
+        p, beta_s = self.p, self.beta_s
+        return [u[..., p] - u[..., :p] @ beta_s for u in self._column_spherical]
 
     @cached_property
     def _effects_data(self) -> list[np.ndarray]:

@@ -201,17 +201,28 @@ class PairMap:
         else:
             uniq, inv = np.unique(target, return_inverse=True)
         self.e1, self.e2 = e1, e2
-        self.rows, self.cols = inv, gidx
         self.shape = (len(uniq), nl * k1 * k1)
         self.targets = uniq  # flat indices into the m x m Schur complement
+        # the position in R's CSR data of each entry of its sorted CSC form
+        order = R.copy()
+        order.data = np.arange(R.nnz, dtype=float)
+        order = order.tocsc()
+        order.sort_indices()
+        self.csc_order = order.data.astype(np.int64)
+        # Q's CSR pattern, and the slot of every product in it
+        ncols = self.shape[1]
+        slots, self.slot = np.unique(inv.astype(np.int64) * ncols + gidx, return_inverse=True)
+        self.slot = self.slot.reshape(-1)
+        q_rows = slots // ncols
+        self.indices = (slots % ncols).astype(np.int32)
+        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(q_rows, minlength=len(uniq)))])
+        self.nnz = len(slots)
 
     def matrix(self, R: sp.csr_matrix) -> sp.csr_matrix:
-        """Q for R's values (R with the pattern this map was built for)."""
-        Rc = R.tocsc()
-        Rc.sort_indices()
-        vals = Rc.data
+        """Q for R's values (R with the pattern this map was built for): the products of R's
+        entries summed into Q's fixed pattern."""
         import scipy.sparse as sp
 
-        Q = sp.csr_matrix((vals[self.e1] * vals[self.e2], (self.rows, self.cols)), self.shape)
-        Q.sum_duplicates()
-        return Q
+        vals = R.data[self.csc_order]
+        data = np.bincount(self.slot, weights=vals[self.e1] * vals[self.e2], minlength=self.nnz)
+        return sp.csr_matrix((data, self.indices, self.indptr), shape=self.shape)

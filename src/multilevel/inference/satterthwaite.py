@@ -28,7 +28,7 @@ import numpy as np
 
 from ..engine import one_blas_thread
 from ..errors import MultilevelError
-from .derivatives import gen_d
+from ..fitting.derivatives import gen_d
 
 
 @dataclass

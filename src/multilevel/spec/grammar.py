@@ -72,6 +72,8 @@ class ModelFormula:
     fixed: str
     random: tuple[RandomTerm, ...]
     offsets: tuple[str, ...] = ()
+    #: lme4's ``cbind(successes, failures)`` response: the two expressions, else None
+    binomial: tuple[str, str] | None = None
     response_columns: frozenset[str] = frozenset()
     fixed_columns: frozenset[str] = frozenset()
     random_columns: frozenset[str] = frozenset()
@@ -220,15 +222,21 @@ def parse_formula(text: str) -> ModelFormula:
             fixed_columns=simple[1],
             random_columns=simple[2],
         )
-    response_factors = parse_factors(f"{lhs} ~ 1", text)
-    fixed_factors = parse_factors(f"{lhs} ~ {fixed}", text)
+    binomial = _cbind(lhs, text)
+    if binomial is None:
+        response_factors = parse_factors(f"{lhs} ~ 1", text)
+        response_columns = columns_read(response_factors)
+    else:
+        response_columns = frozenset()
+        for part in binomial:
+            response_columns |= columns_read(parse_factors(offset_formula(part), text))
+    fixed_factors = parse_factors(f"1 ~ {fixed}" if binomial else f"{lhs} ~ {fixed}", text)
     random_columns: frozenset[str] = frozenset()
     for rt in random:
         random_columns |= columns_read(parse_factors(rt.expr, text))
     offset_columns: frozenset[str] = frozenset()
     for expr in offsets:
         offset_columns |= columns_read(parse_factors(offset_formula(expr), text))
-    response_columns = columns_read(response_factors)
     return ModelFormula(
         text=text.strip(),
         response=lhs,
@@ -239,7 +247,28 @@ def parse_formula(text: str) -> ModelFormula:
         fixed_columns=columns_read(fixed_factors) - response_columns,
         random_columns=random_columns,
         offset_columns=offset_columns,
+        binomial=binomial,
     )
+
+
+_CBIND = re.compile(r"^cbind\s*\(")
+
+
+def _cbind(lhs: str, formula: str) -> tuple[str, str] | None:
+    """``"cbind(s, n - s)"`` -> ``("s", "n - s")``: lme4's binomial response of successes
+    and failures; None for any other response."""
+    m = _CBIND.match(lhs)
+    if m is None or matching(lhs, m.end() - 1) != len(lhs) - 1:
+        return None
+    parts = [p.strip() for p in top_level_split(lhs[m.end() : -1], ",")]
+    if len(parts) != 2 or not all(parts):
+        raise FormulaError(
+            f"cbind() in the response takes two expressions, the successes and the failures, "
+            f"e.g. 'cbind(s, n - s)'; found {len(parts)} in '{lhs}'",
+            formula,
+            formula.find("cbind"),
+        )
+    return parts[0], parts[1]
 
 
 def offset_formula(expr: str) -> str:

@@ -1,0 +1,273 @@
+"""The Laplace (and adaptive Gauss-Hermite) deviance of a generalized linear mixed model, by
+penalised iteratively reweighted least squares on the reweighted blocks.
+
+Given θ (and β), the conditional modes u of the spherical random effects (b = Λu) maximise
+Σ log f(y_i | μ_i) - ||u||²/2, η = Xβ + ZΛu + o, μ = g⁻¹(η). PIRLS finds them as a sequence
+of linear mixed problems, each the *local approximation* of the model: with the working
+weights w_i = a_i (dμ/dη)²/V(μ_i) (a the prior weights) and the working response
+z_i = η_i + (y_i - μ_i)/(dμ/dη), the penalised weighted least-squares problem
+
+    min Σ w_i (z_i - x_i'β - z_i'Λu - o_i)² + ||u||²
+
+is an LMM's, solved by the engine's own blocks (:class:`~multilevel.engine.blocks.
+BlockPattern`, reweighted each step) and factorization. Stage 1 solves it for (β, u)
+jointly (lme4's nAGQ = 0 step); stage 2 for u given β (the design without X, Xβ in the
+offset). A step that raises the penalised deviance Σ d_i + ||u||² is halved; one that still
+does not lower it after :data:`MAX_HALVINGS` halvings ends the iterations with
+``converged = False``, said so by the caller.
+
+At the modes, with L the Cholesky factor of Λ'Z'WZΛ + I at the final weights,
+
+    Laplace:  -2 log L(θ, β) ≈ -2 Σ log f(y_i | μ_i) + ||u||² + log|L|²,
+
+the full -2 log-likelihood (constants of f included), as lme4 reports it. For a single
+scalar random-effects term the groups' integrals are independent and adaptive
+Gauss-Hermite quadrature with K nodes replaces each group's Laplace term:
+
+    -2 log ∫ Π_{i∈j} f(y_i | u) φ(u) du ≈ -2 log [ s_j Σ_k ω_k exp(h_j(û_j + s_j x_k) + x_k²/2) ]
+                                         - log 2π,
+
+with h_j(u) = Σ_{i∈j} log f(y_i | u) - u²/2, s_j = 1/L_jj and (x_k, ω_k) the probabilists'
+Gauss-Hermite rule (ω summing to √(2π)); K = 1 is the Laplace approximation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .blocks import BlockPattern
+from .design import Design
+from .deviance import ProfiledDeviance
+from .factorization import Factorization
+from .family import Family
+from .layout import ThetaLayout
+from .response import Response
+
+#: PIRLS stops when the penalised deviance changes by less than this, relative
+TOLERANCE = 1e-12
+MAX_ITERATIONS = 200
+MAX_HALVINGS = 30
+
+
+@dataclass
+class Modes:
+    """The state of PIRLS at convergence: the linear predictor ``eta`` (n,) and means
+    ``mu``, β (p,), the spherical modes ``u`` and ``b = Λu`` per term (l, k), the
+    factorization at the final working weights, the objective and how PIRLS got there."""
+
+    theta: np.ndarray
+    beta: np.ndarray
+    u: list[np.ndarray]
+    b: list[np.ndarray]
+    eta: np.ndarray
+    mu: np.ndarray
+    factorization: Factorization
+    objective: float
+    penalised_deviance: float
+    iterations: int
+    converged: bool
+    message: str = ""
+
+    @property
+    def penalty(self) -> float:
+        return float(sum((u**2).sum() for u in self.u))
+
+
+def gauss_hermite(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The probabilists' Gauss-Hermite rule of ``k`` nodes: ∫ f(x) e^{-x²/2} dx ≈
+    Σ ω_i f(x_i)."""
+    x, w = np.polynomial.hermite_e.hermegauss(k)
+    return x, w
+
+
+class GlmmDeviance:
+    """-2 log L of a GLMM (Laplace, or AGQ with ``nagq`` nodes) for ``design`` (X and the
+    random-effects blocks), the response ``y`` with prior weights and offset, and
+    ``family``. Stage 1: :meth:`stage1` (θ; β by PIRLS). Stage 2: :meth:`__call__` on
+    (θ, β). The last modes are kept to start the next PIRLS from."""
+
+    def __init__(self, design: Design, response: Response, family: Family, nagq: int = 1):
+        self.design = design
+        self.response = response
+        self.family = family
+        self.nagq = int(nagq)
+        self.layout = ThetaLayout.build([b.k for b in design.blocks], design.correlated)
+        self.n, self.p = design.n, design.p
+        self.prior = response.weights
+        self.offset = np.zeros(design.n) if response.offset is None else response.offset
+        self.pattern = BlockPattern(design)
+        self.pattern_u = BlockPattern(Design(design.X[:, :0], design.blocks))
+        self._devs: dict[bool, ProfiledDeviance] = {}
+        if self.nagq > 1:
+            if len(design.blocks) != 1 or design.blocks[0].k != 1:
+                from ..errors import MultilevelError
+
+                raise MultilevelError(
+                    "adaptive Gauss-Hermite quadrature (nAGQ > 1) needs a single scalar "
+                    "random-effects term such as (1 | g)"
+                )
+            self.nodes = gauss_hermite(self.nagq)
+        self.last: Modes | None = None
+        self.evaluations = 0
+        self._ll_constant = float(family.loglik_constant(response.y, self.prior).sum())
+
+    # -- pieces ---------------------------------------------------------------------------
+    def eta(self, beta: np.ndarray, b: list[np.ndarray]) -> np.ndarray:
+        """Xβ + Σ_t Z_t b_t + o (n,)."""
+        eta = self.design.X @ beta + self.offset
+        for blk, bt in zip(self.design.blocks, b, strict=True):
+            rows = bt[blk.codes]
+            eta += np.einsum("nk,nk->n", blk.Z, rows) if blk.k > 1 else blk.Z[:, 0] * rows[:, 0]
+        return eta
+
+    def _deviance(self, joint: bool, cp) -> ProfiledDeviance:
+        dev = self._devs.get(joint)
+        if dev is None:
+            dev = ProfiledDeviance(cp, self.design.correlated, reml=False)
+            self._devs[joint] = dev
+            return dev
+        return dev.reweighted(cp)
+
+    def _pwls(self, theta: np.ndarray, eta: np.ndarray, beta: np.ndarray | None):
+        """One penalised weighted least-squares step from η: (β, u, b, factorization)."""
+        fam, link = self.family, self.family.link
+        mu = link.inverse(eta)
+        d = link.mu_eta(eta)
+        w = d * d / fam.variance(mu)
+        if self.prior is not None:
+            w = w * self.prior
+        z = eta + (self.response.y - mu) / d  # the working response, offset included
+        joint = beta is None
+        if joint:
+            cp = self.pattern.crossproducts(Response(z, w, self.offset), weights=w)
+        else:
+            offset = self.offset + self.design.X @ beta
+            cp = self.pattern_u.crossproducts(Response(z, w, offset), weights=w)
+        dev = self._deviance(joint, cp)
+        fac = dev.factor(theta)
+        if fac is None:
+            return None
+        b_s = fac.spherical
+        b = fac.modes
+        return (fac.beta if joint else beta), b_s, b, fac
+
+    def _pdev(self, eta: np.ndarray, u: list[np.ndarray]) -> float:
+        """The penalised deviance -2 Σ log f(y_i | μ_i) + ||u||², up to a constant."""
+        mu = self.family.link.inverse(eta)
+        kernel = float(self.family.loglik_kernel(self.response.y, mu, self.prior).sum())
+        return -2.0 * kernel + float(sum((ut**2).sum() for ut in u))
+
+    # -- PIRLS ----------------------------------------------------------------------------
+    def modes(self, theta: np.ndarray, beta: np.ndarray | None = None) -> Modes | None:
+        """PIRLS at θ (and β; None: β too). Starts from the last modes' linear predictor
+        (or R's starting means); returns None when a factorization fails."""
+        theta = np.asarray(theta, dtype=float)
+        start = self.last
+        if start is not None and start.theta.shape == theta.shape:
+            beta0 = start.beta if beta is None else np.asarray(beta, dtype=float)
+            lams = self.layout.lambdas(theta)
+            # keep u, the spherical modes, and rebuild b = Λu for the new θ
+            b0 = [u @ (lam / d[:, None]).T for u, lam, d in zip(
+                start.u, lams, start.factorization.deviance.cp.z_scale, strict=True)]  # fmt: skip
+            eta = self.eta(beta0, b0)
+            u = start.u
+        else:
+            mu0 = self.family.mustart(self.response.y, self.prior)
+            eta = self.family.link.fun(mu0)
+            if beta is not None:  # u = 0: η = Xβ + o
+                eta = self.design.X @ np.asarray(beta, dtype=float) + self.offset
+            u = [np.zeros((blk.nlevels, blk.k)) for blk in self.design.blocks]
+        pdev = self._pdev(eta, u) if (start is not None or beta is not None) else math.inf
+        converged, message = False, ""
+        iterations = 0
+        step = None
+        for iteration in range(1, MAX_ITERATIONS + 1):
+            iterations = iteration
+            step = self._pwls(theta, eta, beta)
+            if step is None:
+                return None
+            beta_new, u_new, b_new, fac = step
+            eta_new = self.eta(beta_new, b_new)
+            pdev_new = self._pdev(eta_new, u_new)
+            halvings = 0
+            while not pdev_new <= pdev + 1e-10 * abs(pdev) and halvings < MAX_HALVINGS:
+                halvings += 1
+                eta_new = 0.5 * (eta + eta_new)
+                u_new = [0.5 * (a + c) for a, c in zip(u, u_new, strict=True)]
+                pdev_new = self._pdev(eta_new, u_new)
+            if not pdev_new <= pdev + 1e-10 * abs(pdev):
+                message = f"PIRLS could not lower the penalised deviance ({pdev:.10g})"
+                break
+            change = pdev - pdev_new
+            eta, u, pdev = eta_new, u_new, pdev_new
+            if halvings:
+                # a halved step is not a PWLS solution: β and b follow from η and u again
+                continue
+            if change < TOLERANCE * (1.0 + abs(pdev)):
+                converged = True
+                break
+        # the factorization and the objective at the final working weights
+        final = self._pwls(theta, eta, beta)
+        if final is None:
+            return None
+        beta_f, _, _, fac = final
+        if beta is None:
+            beta_f = step[0] if step is not None else beta_f
+        b = [ut @ (lam / d[:, None]).T for ut, lam, d in zip(
+            u, fac.lambdas, fac.deviance.cp.z_scale, strict=True)]  # fmt: skip
+        beta_out = np.asarray(beta_f if beta is None else beta, dtype=float)
+        eta = self.eta(beta_out, b)
+        mu = self.family.link.inverse(eta)
+        penalty = float(sum((ut**2).sum() for ut in u))
+        loglik = self._ll_constant + float(
+            self.family.loglik_kernel(self.response.y, mu, self.prior).sum()
+        )
+        objective = -2.0 * loglik + penalty + fac.ldL2
+        modes = Modes(theta.copy(), beta_out, u, b, eta, mu, fac, objective, pdev,
+                      iterations, converged, message)  # fmt: skip
+        if self.nagq > 1:
+            modes = replace(modes, objective=self._agq(modes))
+        self.last = modes
+        self.evaluations += 1
+        return modes
+
+    def _agq(self, m: Modes) -> float:
+        """The AGQ objective of a single scalar term at the modes (module docstring)."""
+        blk = self.design.blocks[0]
+        fac = m.factorization
+        lam = float(fac.lambdas_data[0][0, 0])
+        u = m.u[0][:, 0]
+        s = np.sqrt(fac.M1inv[:, 0, 0])  # 1/L_jj: the conditional SD of u_j
+        x, w = self.nodes
+        eta0 = m.eta - blk.Z[:, 0] * lam * u[blk.codes]  # η without the group's effect
+        y, prior, fam = self.response.y, self.prior, self.family
+        J = blk.nlevels
+        total = np.zeros((len(x), J))
+        for k, xk in enumerate(x):
+            uk = u + s * xk
+            mu = fam.link.inverse(eta0 + blk.Z[:, 0] * lam * uk[blk.codes])
+            ll = fam.loglik_rows(y, mu, prior)
+            total[k] = np.bincount(blk.codes, ll, minlength=J) - 0.5 * uk**2 + 0.5 * xk**2
+        top = total.max(axis=0)
+        log_int = top + np.log(w @ np.exp(total - top)) + np.log(s)
+        return float(-2.0 * log_int.sum() + J * math.log(2.0 * math.pi))
+
+    # -- the two objectives ---------------------------------------------------------------
+    def stage1(self, theta: np.ndarray) -> float:
+        """-2 log L at θ with β by PIRLS (lme4's nAGQ = 0 objective, always Laplace)."""
+        nagq, self.nagq = self.nagq, 1
+        try:
+            m = self.modes(theta)
+        finally:
+            self.nagq = nagq
+        return math.inf if m is None or not np.isfinite(m.objective) else m.objective
+
+    def __call__(self, x: np.ndarray) -> float:
+        """-2 log L at x = (θ, β): Laplace, or AGQ with ``nagq`` nodes."""
+        x = np.asarray(x, dtype=float)
+        nt = self.layout.size
+        m = self.modes(x[:nt], x[nt:])
+        return math.inf if m is None or not np.isfinite(m.objective) else m.objective

@@ -1,0 +1,131 @@
+"""The generalized linear mixed fit: lme4's two stages, then a check that the optimum is one.
+
+1. θ alone, β by PIRLS together with the modes (lme4's nAGQ = 0 objective; always Laplace),
+   by :func:`~multilevel.fitting.optimize.minimize_theta` (NEWUOA from Λ = I, restarts off
+   the boundary, polishing restarts).
+2. (θ, β) together, the modes by PIRLS given β (Laplace, or AGQ with nAGQ nodes), from
+   stage 1's point, by BOBYQA with a polishing restart; a point on the boundary of θ is
+   left for starts off it, as in the linear model.
+
+Converged means: both stages settled, PIRLS converged at the optimum, and the projected
+gradient of the objective in (θ, β) is below the tolerance (or the Newton step it implies
+would gain less than 1e-8 relative). vcov(β̂) is lme4's: twice the inverse of the
+objective's Hessian in (θ, β) (Richardson-extrapolated differences), its β block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data import ModelFrame
+from ..engine import one_blas_thread
+from ..engine.family import Family
+from ..engine.pirls import GlmmDeviance, Modes
+from .derivatives import hessian
+from .lmm import design_of, response_of
+from .optimize import (
+    DECREMENT_TOL,
+    GRAD_TOL,
+    OptimResult,
+    minimize_from,
+    minimize_theta,
+    newton_decrement,
+    on_boundary,
+    projected_gradient,
+)
+
+
+@dataclass
+class GlmmProblem:
+    """A GLMM ready to optimise: the frame's design and response, the family, the number of
+    quadrature nodes and the deviance (:class:`~multilevel.engine.pirls.GlmmDeviance`)."""
+
+    family: Family
+    nagq: int
+    deviance: GlmmDeviance
+
+
+@dataclass
+class GlmmFitResult:
+    """x̂ = (θ̂, β̂) (θ of the scaled blocks), how the optimiser got there (``optim``), the
+    modes at x̂, the stage-1 result, the Hessian of the objective in (θ, β) and vcov(β̂)."""
+
+    x: np.ndarray
+    optim: OptimResult
+    stage1: OptimResult
+    modes: Modes
+    hessian: np.ndarray
+    vcov: np.ndarray
+
+
+def prepare_glmm(frame: ModelFrame, family: Family, nagq: int = 1) -> GlmmProblem:
+    return GlmmProblem(
+        family, int(nagq), GlmmDeviance(design_of(frame), response_of(frame), family, nagq)
+    )
+
+
+def _stage2_starts(x: np.ndarray, nt: int, dev: GlmmDeviance) -> list[np.ndarray]:
+    """Starts off the boundary for stage 2: each θ diagonal at 0 raised, the rest kept."""
+    layout = dev.layout
+    bound = on_boundary(x[:nt], layout)
+    if not len(bound):
+        return []
+    starts = []
+    for value in (0.5, 0.1):
+        y = x.copy()
+        y[bound] = value
+        starts.append(y)
+    return starts
+
+
+def optimize_glmm(problem: GlmmProblem) -> GlmmFitResult:
+    """The two stages (module docstring)."""
+    dev = problem.deviance
+    layout = dev.layout
+    nt = layout.size
+    with one_blas_thread():
+        stage1 = minimize_theta(dev.stage1, layout, expensive=True)
+        m1 = dev.modes(stage1.theta)
+        beta1 = m1.beta if m1 is not None else np.zeros(dev.p)
+        lower = np.concatenate([layout.lower, np.full(dev.p, -np.inf)])
+        x0 = np.concatenate([stage1.theta, beta1])
+        step = np.concatenate(
+            [np.maximum(0.1 * np.abs(stage1.theta), 0.05), np.maximum(0.1 * np.abs(beta1), 0.05)]
+        )
+        counter = [stage1.nevals]
+        x, fx, n2 = minimize_from(dev, x0, lower, step=step)
+        counter[0] += n2
+        runs = [*stage1.runs, ("stage 2: bobyqa in (theta, beta)", fx, 0)]
+        for start in _stage2_starts(x, nt, dev):
+            x1, f1, n1 = minimize_from(dev, start, lower, step=0.1)
+            counter[0] += n1
+            runs.append(("stage 2: bobyqa off the boundary", f1, 0))
+            if f1 < fx:
+                x, fx = x1, f1
+        grad = projected_gradient(dev, x, lower, counter)
+        stationary = bool(np.all(np.abs(grad) < GRAD_TOL))
+        if not stationary:
+            stationary = newton_decrement(dev, x, grad, lower, counter) < DECREMENT_TOL * max(
+                1.0, abs(fx)
+            )
+        H = hessian(dev, x, r=2)
+        modes = dev.modes(x[:nt], x[nt:])  # the optimum's modes (the last call was elsewhere)
+    p = dev.p
+    try:
+        inv = np.linalg.inv((H + H.T) / 2.0)
+        vcov = 2.0 * inv[nt:, nt:]
+    except np.linalg.LinAlgError:
+        vcov = np.full((p, p), np.nan)
+    converged = stationary and modes.converged
+    if not modes.converged:
+        message = modes.message or "PIRLS did not converge at the optimum"
+    elif not stationary:
+        worst = int(np.argmax(np.abs(grad)))
+        message = f"the gradient at the optimum is not zero: {grad[worst]:.3g} for x[{worst}]"
+    else:
+        message = "converged"
+    optim = OptimResult(x[:nt].copy(), float(modes.objective), counter[0], converged, message,
+                        runs, grad)  # fmt: skip
+    return GlmmFitResult(x.copy(), optim, stage1, modes, H, vcov)

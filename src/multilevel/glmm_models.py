@@ -1,0 +1,27 @@
+"""The public class of a binomial or Poisson mixed model: the fit plus the methods that
+reach the layers above it (intervals, the summary)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .model.glmm import GeneralizedLinearMixedFit
+from .present.glmm_summary import glmm_summary_text
+
+
+class GeneralizedLinearMixedModel(GeneralizedLinearMixedFit):
+    """The result of ``multilevel.fit(..., family="binomial" | "poisson")``; see
+    :class:`~multilevel.model.glmm.GeneralizedLinearMixedFit`."""
+
+    def confint(self, method: str = "wald", level: float = 0.95) -> pd.DataFrame:
+        """Wald intervals of the fixed effects: β̂ ± z SE (rows labelled as lme4's)."""
+        from .inference.glmm_intervals import wald_confint
+
+        return wald_confint(self, method=method, level=level)
+
+    def summary(self) -> str:
+        """lme4-style summary text (z tests)."""
+        return glmm_summary_text(self)
+
+    def __repr__(self) -> str:
+        return self.summary()
