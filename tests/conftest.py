@@ -38,6 +38,20 @@ def gaussian_references() -> list[str]:
     return names
 
 
+def glmm_references() -> list[str]:
+    names = []
+    for p in sorted(REFERENCE.glob("*.json")):
+        ref = json.loads(p.read_text())
+        if ref.get("family", "gaussian") != "gaussian":
+            names.append(ref["name"])
+    return names
+
+
+def exact_laplace_reference(name: str) -> dict:
+    """glmmTMB's figures for a GLMM reference (tests/data/reference/make_glmm_references.R)."""
+    return json.loads((REFERENCE / "glmm" / f"{name}_tmb.json").read_text())
+
+
 @pytest.fixture(scope="session")
 def ref():
     return reference
