@@ -41,7 +41,7 @@ def fit(
     ``family``: "gaussian" (the linear mixed model), "binomial" or "poisson" (a name, or a
     family object from :func:`multilevel.family` for another link), fitted by maximum
     likelihood with the Laplace approximation, or adaptive Gauss-Hermite quadrature with
-    ``nagq`` nodes (a single scalar random-effects term); see
+    ``nagq`` nodes per dimension (a single random-effects term, scalar or vector-valued); see
     :mod:`multilevel.engine.pirls`.
 
     Two-level form: with ``group`` (the grouping column), ``formula`` is the individual-level

@@ -21,14 +21,17 @@ At the modes, with L the Cholesky factor of Λ'Z'WZΛ + I at the final weights,
     Laplace:  -2 log L(θ, β) ≈ -2 Σ log f(y_i | μ_i) + ||u||² + log|L|²,
 
 the full -2 log-likelihood (constants of f included), as lme4 reports it. For a single
-scalar random-effects term the groups' integrals are independent and adaptive
-Gauss-Hermite quadrature with K nodes replaces each group's Laplace term:
+random-effects term (one grouping factor, k coefficients: (1 | g), (1 + x | g)) the groups'
+integrals are independent, and adaptive Gauss-Hermite quadrature with K nodes per dimension
+replaces each group's Laplace term. With û_j the group's mode and C_j C_j' = (L_jj L_jj')⁻¹
+its conditional covariance (the inverse of the group's block of Λ'Z'WZΛ + I),
 
-    -2 log ∫ Π_{i∈j} f(y_i | u) φ(u) du ≈ -2 log [ s_j Σ_k ω_k exp(h_j(û_j + s_j x_k) + x_k²/2) ]
-                                         - log 2π,
+    -2 log ∫ Π_{i∈j} f(y_i | u) φ_k(u) du
+        ≈ -2 log [ |C_j| Σ_z ω_z exp(h_j(û_j + C_j z) + |z|²/2) ] + k log 2π,
 
-with h_j(u) = Σ_{i∈j} log f(y_i | u) - u²/2, s_j = 1/L_jj and (x_k, ω_k) the probabilists'
-Gauss-Hermite rule (ω summing to √(2π)); K = 1 is the Laplace approximation.
+with h_j(u) = Σ_{i∈j} log f(y_i | u) - |u|²/2 and (z, ω_z) the K^k points of the product of
+probabilists' Gauss-Hermite rules (ω summing to (2π)^{k/2}); K = 1 is the Laplace
+approximation. lme4 offers k = 1 only.
 """
 
 from __future__ import annotations
@@ -76,11 +79,47 @@ class Modes:
         return float(sum((u**2).sum() for u in self.u))
 
 
+#: the most quadrature points per group (nAGQ^k) that adaptive quadrature will use
+MAX_AGQ_POINTS = 20_000
+#: the quadrature points times rows evaluated at once
+AGQ_CHUNK = 2_000_000
+
+
 def gauss_hermite(k: int) -> tuple[np.ndarray, np.ndarray]:
     """The probabilists' Gauss-Hermite rule of ``k`` nodes: ∫ f(x) e^{-x²/2} dx ≈
     Σ ω_i f(x_i)."""
     x, w = np.polynomial.hermite_e.hermegauss(k)
     return x, w
+
+
+def product_rule(nodes: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The product of ``dim`` Gauss-Hermite rules of ``nodes`` nodes: points (nodes^dim, dim)
+    and weights (nodes^dim,) with ∫ f(z) e^{-|z|²/2} dz ≈ Σ ω f(z)."""
+    x, w = gauss_hermite(nodes)
+    grids = np.meshgrid(*([x] * dim), indexing="ij")
+    points = np.stack([g.ravel() for g in grids], axis=1)
+    weights = np.prod(np.stack([g.ravel() for g in np.meshgrid(*([w] * dim), indexing="ij")]),
+                      axis=0)  # fmt: skip
+    return points, weights
+
+
+def agq_dimension(design: Design, nagq: int) -> int:
+    """k, the dimension of each group's integral, after checking that adaptive quadrature
+    applies: one random-effects term, at most :data:`MAX_AGQ_POINTS` points per group."""
+    from ..errors import MultilevelError
+
+    if len(design.blocks) != 1:
+        raise MultilevelError(
+            "adaptive Gauss-Hermite quadrature (nagq > 1) needs a single random-effects term "
+            f"such as (1 | g) or (1 + x | g); this model has {len(design.blocks)} terms"
+        )
+    k = design.blocks[0].k
+    if nagq**k > MAX_AGQ_POINTS:
+        raise MultilevelError(
+            f"nagq = {nagq} for a term of {k} coefficients takes {nagq}^{k} = {nagq**k:,} "
+            f"quadrature points per group, more than {MAX_AGQ_POINTS:,}: use fewer nodes"
+        )
+    return k
 
 
 class GlmmDeviance:
@@ -102,14 +141,7 @@ class GlmmDeviance:
         self.pattern_u = BlockPattern(Design(design.X[:, :0], design.blocks))
         self._devs: dict[bool, ProfiledDeviance] = {}
         if self.nagq > 1:
-            if len(design.blocks) != 1 or design.blocks[0].k != 1:
-                from ..errors import MultilevelError
-
-                raise MultilevelError(
-                    "adaptive Gauss-Hermite quadrature (nAGQ > 1) needs a single scalar "
-                    "random-effects term such as (1 | g)"
-                )
-            self.nodes = gauss_hermite(self.nagq)
+            self.nodes = product_rule(self.nagq, agq_dimension(design, self.nagq))
         self.last: Modes | None = None
         self.evaluations = 0
         self._ll_constant = float(family.loglik_constant(response.y, self.prior).sum())
@@ -229,31 +261,45 @@ class GlmmDeviance:
         modes = Modes(theta.copy(), beta_out, u, b, eta, mu, fac, objective, pdev,
                       iterations, converged, message)  # fmt: skip
         if self.nagq > 1:
-            modes = replace(modes, objective=self._agq(modes))
+            modes = replace(modes, objective=self.quadrature(modes, self.nodes))
         self.last = modes
         self.evaluations += 1
         return modes
 
-    def _agq(self, m: Modes) -> float:
-        """The AGQ objective of a single scalar term at the modes (module docstring)."""
+    def quadrature(self, m: Modes, rule: tuple[np.ndarray, np.ndarray]) -> float:
+        """The AGQ objective of a single term at the modes ``m`` with the quadrature
+        ``rule`` (points (P, k), weights (P,); :func:`product_rule`); module docstring."""
         blk = self.design.blocks[0]
         fac = m.factorization
-        lam = float(fac.lambdas_data[0][0, 0])
-        u = m.u[0][:, 0]
-        s = np.sqrt(fac.M1inv[:, 0, 0])  # 1/L_jj: the conditional SD of u_j
-        x, w = self.nodes
-        eta0 = m.eta - blk.Z[:, 0] * lam * u[blk.codes]  # η without the group's effect
+        lam = fac.lambdas_data[0]  # (k, k): b = Λu
+        u = m.u[0]  # (J, k)
+        C = np.linalg.cholesky(fac.M1inv)  # (J, k, k): Var(u_j | y) = C_j C_j'
+        points, weights = rule
+        codes, Z, J = blk.codes, blk.Z, blk.nlevels
+        ZL = Z @ lam  # (n, k): row i of ZΛ
+        eta0 = m.eta - np.einsum("nk,nk->n", ZL, u[codes])  # η without the group's effect
         y, prior, fam = self.response.y, self.prior, self.family
-        J = blk.nlevels
-        total = np.zeros((len(x), J))
-        for k, xk in enumerate(x):
-            uk = u + s * xk
-            mu = fam.link.inverse(eta0 + blk.Z[:, 0] * lam * uk[blk.codes])
-            ll = fam.loglik_rows(y, mu, prior)
-            total[k] = np.bincount(blk.codes, ll, minlength=J) - 0.5 * uk**2 + 0.5 * xk**2
+        order = np.argsort(codes, kind="stable")  # rows by group, for the groups' sums
+        starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0])
+        ZL, eta0, y = ZL[order], eta0[order], y[order]
+        prior = None if prior is None else prior[order]
+        codes = codes[order]
+        total = np.empty((len(points), J))
+        chunk = max(1, AGQ_CHUNK // max(len(y), 1))
+        for a in range(0, len(points), chunk):
+            z = points[a : a + chunk]  # (P, k)
+            uz = u[None] + np.einsum("jab,pb->pja", C, z)  # (P, J, k)
+            lin = eta0[None] + np.einsum("nk,pnk->pn", ZL, uz[:, codes])
+            ll = fam.loglik_rows(y[None], fam.link.inverse(lin), prior)
+            total[a : a + chunk] = (
+                np.add.reduceat(ll, starts, axis=1) - 0.5 * (uz**2).sum(2)
+                + 0.5 * (z**2).sum(1)[:, None]
+            )  # fmt: skip
         top = total.max(axis=0)
-        log_int = top + np.log(w @ np.exp(total - top)) + np.log(s)
-        return float(-2.0 * log_int.sum() + J * math.log(2.0 * math.pi))
+        logdet_c = np.log(np.diagonal(C, axis1=1, axis2=2)).sum(axis=1)
+        log_int = top + np.log(weights @ np.exp(total - top)) + logdet_c
+        k = u.shape[1]
+        return float(-2.0 * log_int.sum() + J * k * math.log(2.0 * math.pi))
 
     # -- the two objectives ---------------------------------------------------------------
     def stage1(self, theta: np.ndarray) -> float:
