@@ -218,6 +218,14 @@ def build_frame(
         zero = np.zeros(len(sub), dtype=bool)
         zero[np.flatnonzero(keep)[w_all == 0]] = True
         n_zero = int(zero.sum())
+        if n_zero and family == "binomial":
+            label = sub.index[int(np.argmax(zero))]
+            label = label.item() if isinstance(label, np.generic) else label
+            raise DataError(
+                f"the weights column '{wname}' (the number of trials of a binomial proportion) "
+                f"is 0 in {n_zero} row{'s' if n_zero > 1 else ''}, the first row "
+                f"{label!r}: such rows say nothing about the probability; drop them"
+            )
         if n_zero == int(keep.sum()):
             raise DataError(f"every row has a weight of 0 in the weights column '{wname}'")
         keep &= ~zero
