@@ -11,7 +11,8 @@ from scipy.stats import norm
 import multilevel
 from multilevel import datasets
 from multilevel.errors import MultilevelError
-from multilevel.inference.intervals import Profile, _back_spline_predict, confint
+from multilevel.inference.intervals import Profile, confint
+from multilevel.inference.profile import back_spline_predict
 from multilevel.present.format import confint_text
 
 CASES = {
@@ -176,7 +177,7 @@ def test_back_spline_of_a_straight_profile():
     """On a linear profile ζ = (x - 3)/2 the interpolation is exact; NaN outside the grid."""
     x = np.linspace(-2.0, 8.0, 9)
     z = (x - 3.0) / 2.0
-    got = _back_spline_predict(x, z, np.array([-1.959964, 1.959964, 10.0]))
+    got = back_spline_predict(x, z, np.array([-1.959964, 1.959964, 10.0]))
     np.testing.assert_allclose(got[:2], [3 - 2 * 1.959964, 3 + 2 * 1.959964], rtol=1e-12)
     assert math.isnan(got[2])
 

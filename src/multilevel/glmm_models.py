@@ -13,11 +13,12 @@ class GeneralizedLinearMixedModel(GeneralizedLinearMixedFit):
     """The result of ``multilevel.fit(..., family="binomial" | "poisson")``; see
     :class:`~multilevel.model.glmm.GeneralizedLinearMixedFit`."""
 
-    def confint(self, method: str = "wald", level: float = 0.95) -> pd.DataFrame:
-        """Wald intervals of the fixed effects: β̂ ± z SE (rows labelled as lme4's)."""
-        from .inference.glmm_intervals import wald_confint
+    def confint(self, method: str = "wald", level: float = 0.95, parm=None) -> pd.DataFrame:
+        """Wald (fixed effects) or likelihood-profile (all parameters) intervals, rows
+        labelled as lme4's; see :mod:`multilevel.inference.glmm_intervals`."""
+        from .inference.glmm_intervals import glmm_confint
 
-        return wald_confint(self, method=method, level=level)
+        return glmm_confint(self, method=method, level=level, parm=parm)
 
     def summary(self) -> str:
         """lme4-style summary text (z tests)."""

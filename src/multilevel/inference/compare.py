@@ -1,4 +1,5 @@
-"""Likelihood-ratio tests between nested linear mixed models (lme4's ``anova(m0, m1)``).
+"""Likelihood-ratio tests between nested linear, or generalized linear, mixed models
+(lme4's ``anova(m0, m1)``).
 
 Models fitted by REML are refitted by ML first (REML criteria of models with different fixed
 effects are not comparable), as lme4 does. Ordered by their number of parameters, each model
@@ -6,7 +7,9 @@ after the first is tested against the one before:
 
     Chisq = max(0, d_{k-1} - d_k),   Df = npar_k - npar_{k-1},   p = P(χ²_Df > Chisq),
 
-with d the ML deviance (-2 log-likelihood), AIC = d + 2 npar, BIC = d + npar log(n).
+with d the ML deviance (-2 log-likelihood; for a GLMM its Laplace or AGQ approximation, the
+fit's objective), AIC = d + 2 npar, BIC = d + npar log(n). The models must be of one kind:
+linear, or of one family and link.
 
 When the smaller model leaves out a variance component of the larger (an SD set to 0 under
 the null), the null value is on the boundary of the parameter space: the chi-square
@@ -25,8 +28,9 @@ import pandas as pd
 
 from ..errors import MultilevelError
 from ..model import LinearMixedFit
+from ..model.glmm import GeneralizedLinearMixedFit
 from .distributions import chi2_sf
-from .varpar import varpar_names
+from .varpar import variance_names, varpar_names
 
 REFIT_MESSAGE = "refitting model(s) with ML (instead of REML)"
 COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
@@ -40,34 +44,55 @@ class BoundaryWarning(UserWarning):
     """The null hypothesis puts a variance on the boundary: the p-value is conservative."""
 
 
+def _kind(m) -> str:
+    if isinstance(m, LinearMixedFit):
+        return "linear"
+    return f"{m.family}({m.link})"
+
+
 def _check_models(models) -> None:
     if len(models) < 2:
         raise MultilevelError("anova needs at least two models to compare")
     for i, m in enumerate(models):
-        if not isinstance(m, LinearMixedFit):
+        if not isinstance(m, LinearMixedFit | GeneralizedLinearMixedFit):
             raise MultilevelError(
-                f"model {i + 1} is a {type(m).__name__}, not a fitted linear mixed model"
+                f"model {i + 1} is a {type(m).__name__}, not a fitted mixed model"
             )
-    y0 = models[0].frame.y
+    kind0 = _kind(models[0])
+    y0, w0 = models[0].frame.y, models[0].frame.weights
     for i, m in enumerate(models[1:], start=2):
-        y = m.frame.y
-        if m.nobs != models[0].nobs or not np.array_equal(y, y0):
+        if _kind(m) != kind0:
+            raise MultilevelError(
+                f"model {i} is a {_kind(m)} model and model 1 a {kind0} one: a "
+                "likelihood-ratio test compares models of one family and link"
+            )
+        y, w = m.frame.y, m.frame.weights
+        same_w = (w is None and w0 is None) or (
+            w is not None and w0 is not None and np.array_equal(w, w0)
+        )
+        if m.nobs != models[0].nobs or not np.array_equal(y, y0) or not same_w:
             raise MultilevelError(
                 f"model {i} was fitted to different data than model 1 ({m.nobs} against "
-                f"{models[0].nobs} observations, or another response): likelihood-ratio "
-                "tests need the same observations"
+                f"{models[0].nobs} observations, or another response or weights): "
+                "likelihood-ratio tests need the same observations"
             )
+
+
+def _varpars(m) -> list[str]:
+    if isinstance(m, LinearMixedFit):
+        return varpar_names(m)
+    return variance_names(m.problem.deviance.layout, m.schema.terms)
 
 
 def _boundary_terms(small, large) -> list[str]:
     """SDs of the larger model that the smaller one does not have (set to 0 under the null)."""
-    have = set(varpar_names(small))
-    return [nm for nm in varpar_names(large) if nm.startswith("sd_") and nm not in have]
+    have = set(_varpars(small))
+    return [nm for nm in _varpars(large) if nm.startswith("sd_") and nm not in have]
 
 
 def _not_nested(small, large) -> list[str]:
     missing = [f for f in small.fixef.index if f not in large.fixef.index]
-    missing += [v for v in varpar_names(small) if v not in set(varpar_names(large))]
+    missing += [v for v in _varpars(small) if v not in set(_varpars(large))]
     return missing
 
 

@@ -53,3 +53,39 @@ for (m in models) {
   writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE), path)
   cat(m$name, sprintf("%.10f", out$objective), "\n")
 }
+
+# lme4 1.1-31's inference on cbpp (tests/data/reference/glmm/cbpp_lme4_inference.json):
+# profile intervals (Laplace and nAGQ = 25), the likelihood-ratio test of period, residuals
+# of each type, and predictions for two known herds and a new one.
+suppressMessages(library(lme4))
+cbpp <- read("cbpp")
+form <- cbind(incidence, size - incidence) ~ period + (1 | herd)
+m1 <- glmer(form, family = binomial, data = cbpp)
+m25 <- glmer(form, family = binomial, data = cbpp, nAGQ = 25)
+m0 <- glmer(cbind(incidence, size - incidence) ~ 1 + (1 | herd), family = binomial, data = cbpp)
+ci <- function(m) {
+  x <- confint(m, method = "profile", oldNames = FALSE)
+  lapply(setNames(seq_len(nrow(x)), rownames(x)), function(i) unname(x[i, ]))
+}
+# everything from the fit before profiling it: lme4's profile() leaves the fit's internal
+# state (its conditional modes) at the last profiled point, and predict() reads them
+lrt <- anova(m0, m1)
+newdata <- data.frame(herd = c(1, 7, 99), period = c(2, 3, 1))
+out <- list(
+  anova = list(chisq = lrt$Chisq[2], df = lrt$Df[2], p = lrt$`Pr(>Chisq)`[2],
+               deviance = lrt$deviance),
+  residuals = list(deviance = unname(residuals(m1, type = "deviance")),
+                   pearson = unname(residuals(m1, type = "pearson")),
+                   response = unname(residuals(m1, type = "response"))),
+  fitted = unname(fitted(m1)),
+  newdata = newdata,
+  predict_link = unname(predict(m1, newdata = newdata, allow.new.levels = TRUE)),
+  predict_response = unname(predict(m1, newdata = newdata, type = "response",
+                                    allow.new.levels = TRUE)),
+  predict_population = unname(predict(m1, newdata = newdata, re.form = NA))
+)
+out$profile_laplace <- ci(m1)
+out$profile_agq25 <- ci(m25)
+writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE),
+           "tests/data/reference/glmm/cbpp_lme4_inference.json")
+cat("cbpp lme4 inference written\n")
