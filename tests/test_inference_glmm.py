@@ -70,7 +70,7 @@ def test_wald_intervals_and_parm(fits):
     assert np.isnan(full.loc["sd_(Intercept)|herd"]).all()
     with pytest.raises(MultilevelError, match="no parameter 'sigma'"):
         m.confint("profile", parm="sigma")
-    with pytest.raises(MultilevelError, match="'wald' or 'profile'"):
+    with pytest.raises(MultilevelError, match="'wald', 'profile' or 'boot'"):
         m.confint("kenward-roger")
 
 
@@ -109,3 +109,22 @@ def test_residuals_fitted_and_predictions_agree_with_lme4(fits):
                                REF["predict_population"], atol=1e-3)  # fmt: skip
     with pytest.raises(MultilevelError, match="99"):
         m.predict(new, new_groups="error")
+
+
+def test_parametric_bootstrap_is_seeded_and_centred_on_the_fit(fits):
+    m = fits["laplace"]
+    boot = m.bootstrap(40, seed=3)
+    again = m.bootstrap(10, seed=3, workers=2)
+    np.testing.assert_allclose(again.estimates.to_numpy(), boot.estimates.iloc[:10].to_numpy())
+    assert list(boot.estimates.columns) == ["sd_(Intercept)|herd", "(Intercept)", "period"]
+    assert boot.failed == 0
+    # the replicates scatter around the estimates by about the fit's standard errors
+    assert abs(boot.bias["period"]) < 0.1
+    assert 0.5 < boot.se["period"] / m.fixef_se["period"] < 1.5
+    assert (boot.estimates["sd_(Intercept)|herd"] >= 0).all()
+    ci = m.confint("boot", n=40, seed=3, parm="period")
+    assert ci.loc["period"].tolist() == pytest.approx(
+        boot.estimates["period"].quantile([0.025, 0.975]).tolist(), rel=1e-12
+    )
+    with pytest.raises(MultilevelError, match="unknown argument"):
+        m.confint("profile", n=10)

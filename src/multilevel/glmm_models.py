@@ -13,12 +13,18 @@ class GeneralizedLinearMixedModel(GeneralizedLinearMixedFit):
     """The result of ``multilevel.fit(..., family="binomial" | "poisson")``; see
     :class:`~multilevel.model.glmm.GeneralizedLinearMixedFit`."""
 
-    def confint(self, method: str = "wald", level: float = 0.95, parm=None) -> pd.DataFrame:
-        """Wald (fixed effects) or likelihood-profile (all parameters) intervals, rows
-        labelled as lme4's; see :mod:`multilevel.inference.glmm_intervals`."""
+    def confint(self, method: str = "wald", level: float = 0.95, parm=None, **kw) -> pd.DataFrame:
+        """Wald (fixed effects), likelihood-profile or bootstrap (all parameters)
+        intervals, rows labelled as lme4's; see :mod:`multilevel.inference.glmm_intervals`."""
         from .inference.glmm_intervals import glmm_confint
 
-        return glmm_confint(self, method=method, level=level, parm=parm)
+        return glmm_confint(self, method=method, level=level, parm=parm, **kw)
+
+    def bootstrap(self, n: int = 1000, seed: int | None = None, workers: int = 1, progress=None):
+        """Parametric bootstrap (:mod:`multilevel.inference.glmm_bootstrap`)."""
+        from .inference.glmm_bootstrap import glmm_bootstrap
+
+        return glmm_bootstrap(self, n=n, seed=seed, workers=workers, progress=progress)
 
     def summary(self) -> str:
         """lme4-style summary text (z tests)."""

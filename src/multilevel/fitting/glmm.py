@@ -80,15 +80,24 @@ def _stage2_starts(x: np.ndarray, nt: int, dev: GlmmDeviance) -> list[np.ndarray
     return starts
 
 
-def optimize_glmm(problem: GlmmProblem) -> GlmmFitResult:
-    """The two stages (module docstring)."""
+def optimize_glmm(
+    problem: GlmmProblem, start: np.ndarray | None = None, with_vcov: bool = True
+) -> GlmmFitResult:
+    """The two stages (module docstring). ``start``: x = (θ, β) to begin stage 2 from,
+    skipping stage 1 (a bootstrap refit from the original estimates). ``with_vcov=False``
+    leaves out the Hessian (``hessian`` and ``vcov`` are then NaN)."""
     dev = problem.deviance
     layout = dev.layout
     nt = layout.size
     with one_blas_thread():
-        stage1 = minimize_theta(dev.stage1, layout, expensive=True)
-        m1 = dev.modes(stage1.theta)
-        beta1 = m1.beta if m1 is not None else np.zeros(dev.p)
+        if start is None:
+            stage1 = minimize_theta(dev.stage1, layout, expensive=True)
+            m1 = dev.modes(stage1.theta)
+            beta1 = m1.beta if m1 is not None else np.zeros(dev.p)
+        else:
+            start = np.asarray(start, dtype=float)
+            stage1 = OptimResult(start[:nt].copy(), float("nan"), 0, True, "skipped", [], None)
+            beta1 = start[nt:]
         lower = np.concatenate([layout.lower, np.full(dev.p, -np.inf)])
         x0 = np.concatenate([stage1.theta, beta1])
         step = np.concatenate(
@@ -110,9 +119,9 @@ def optimize_glmm(problem: GlmmProblem) -> GlmmFitResult:
             stationary = newton_decrement(dev, x, grad, lower, counter) < DECREMENT_TOL * max(
                 1.0, abs(fx)
             )
-        H = hessian(dev, x, r=2)
+        p = dev.p
+        H = hessian(dev, x, r=2) if with_vcov else np.full((nt + p, nt + p), np.nan)
         modes = dev.modes(x[:nt], x[nt:])  # the optimum's modes (the last call was elsewhere)
-    p = dev.p
     try:
         inv = np.linalg.inv((H + H.T) / 2.0)
         vcov = 2.0 * inv[nt:, nt:]

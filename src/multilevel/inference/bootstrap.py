@@ -301,7 +301,7 @@ def _positive_diagonal(lay: ThetaLayout, theta: np.ndarray) -> np.ndarray:
     return theta
 
 
-class _Progress:
+class Progress:
     """A one-line progress bar on stderr (only when stderr is a terminal)."""
 
     def __init__(self, total: int, enabled: bool | None):
@@ -439,7 +439,7 @@ def bootstrap(
     children = root.spawn(n)
     task = BootTask.from_fit(fit)
     t0 = time.perf_counter()
-    bar = _Progress(n, progress)
+    bar = Progress(n, progress)
     rows: list = [None] * n
     try:
         if workers == 1:

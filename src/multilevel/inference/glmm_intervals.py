@@ -11,6 +11,8 @@ Parameters, in lme4's order and names: the variance parameters of each term
   effects, by BOBYQA from the nearest profile point; the limits are the roots of ζ = ±z
   (:class:`~multilevel.inference.profile.ProfileSearch`). An SD whose profile stays below
   z down to 0 gets the lower limit 0; a correlation, ±1.
+* ``boot``: intervals of a parametric bootstrap
+  (:mod:`multilevel.inference.glmm_bootstrap`), percentile by default.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .distributions import norm_ppf
 from .profile import ProfileSearch, check_level
 from .varpar import perc_label, variance_names
 
-METHODS = ("wald", "profile")
+METHODS = ("wald", "profile", "boot")
 
 
 class GlmmProfile(ProfileSearch):
@@ -96,15 +98,23 @@ class GlmmProfile(ProfileSearch):
         return self._signed(value - self.p_hat[i], fx)
 
 
-def glmm_confint(fit, method: str = "wald", level: float = 0.95, parm=None) -> pd.DataFrame:
+def glmm_confint(fit, method: str = "wald", level: float = 0.95, parm=None, **kw) -> pd.DataFrame:
     """Confidence intervals (rows: the parameters in lme4's order; columns: the lower and
     upper limits labelled as lme4's, e.g. "2.5 %" and "97.5 %"); ``parm``: a name or list
-    of names (default all)."""
+    of names (default all). For "boot", ``n`` (default 1000), ``seed``, ``workers`` and
+    ``progress`` go to :func:`~multilevel.inference.glmm_bootstrap.glmm_bootstrap` and
+    ``boot_type`` ("perc", "basic" or "norm") picks the interval."""
     if not isinstance(method, str) or method.lower() not in METHODS:
         raise MultilevelError(
-            f"confint of a {fit.family} model: method must be 'wald' or 'profile', not {method!r}"
+            f"confint of a {fit.family} model: method must be 'wald', 'profile' or 'boot', "
+            f"not {method!r}"
         )
     method = method.lower()
+    allowed = {"n", "seed", "workers", "progress", "boot_type"} if method == "boot" else set()
+    if set(kw) - allowed:
+        raise MultilevelError(
+            f"confint(method={method!r}) got unknown argument(s) {sorted(set(kw) - allowed)}"
+        )
     level = check_level(level)
     a = (1 - level) / 2
     cols = [perc_label(a), perc_label(1 - a)]
@@ -117,6 +127,16 @@ def glmm_confint(fit, method: str = "wald", level: float = 0.95, parm=None) -> p
         if bad:
             raise MultilevelError(f"no parameter '{bad[0]}'; the parameters are {', '.join(names)}")
         sel = [p for p in names if p in set(wanted)]
+    if method == "boot":
+        from .glmm_bootstrap import glmm_bootstrap
+
+        boot_type = kw.pop("boot_type", "perc")
+        return glmm_bootstrap(fit, **kw).confint(level, type=boot_type).loc[sel]
+    if method == "boot":
+        from .glmm_bootstrap import glmm_bootstrap
+
+        boot_type = kw.pop("boot_type", "perc")
+        return glmm_bootstrap(fit, **kw).confint(level, type=boot_type).loc[sel]
     out = pd.DataFrame(np.nan, index=pd.Index(sel), columns=cols)
     if method == "wald":
         z = float(norm_ppf(1 - a))
