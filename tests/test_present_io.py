@@ -180,3 +180,44 @@ def test_a_group_formula_in_a_fit_file_cannot_run_code(tmp_path):
     with pytest.raises(multilevel.MultilevelError):
         multilevel.load(tmp_path / "e.mlfit")
     assert not target.exists()
+
+
+GLMMS = {
+    "cbpp": ("cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial", 1),
+    "cbpp_agq": ("cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial", 9),
+    "owls": (
+        "SiblingNegotiation ~ FoodTreatment + offset(logBroodSize) + (1 | Nest)", "poisson", 1,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(GLMMS))
+def test_glmm_round_trip(name, tmp_path):
+    formula, family, nagq = GLMMS[name]
+    data = datasets.load(name.split("_")[0])
+    m = multilevel.fit(formula, data, family=family, nagq=nagq)
+    m.save(tmp_path / "g.mlfit")
+    back = multilevel.load(tmp_path / "g.mlfit")
+    assert type(back) is type(m)
+    assert (back.family, back.link, back.method) == (m.family, m.link, m.method)
+    assert back.objective == m.objective
+    assert back.fixef.equals(m.fixef) and back.vcov.equals(m.vcov)  # bit for bit
+    np.testing.assert_allclose(back.theta, m.theta, rtol=1e-15)
+    group = m.schema.terms[0].group
+    np.testing.assert_allclose(back.ranef[group], m.ranef[group], rtol=1e-8, atol=1e-12)
+    assert back.summary() == m.summary()
+    assert back.converged == m.converged
+
+
+def test_a_glmm_file_with_parameters_of_another_fit_is_refused(tmp_path):
+    formula, family, _ = GLMMS["cbpp"]
+    m = multilevel.fit(formula, datasets.load("cbpp"), family=family)
+    m.save(tmp_path / "g.mlfit")
+    _rewrite(tmp_path / "g.mlfit", tmp_path / "b.mlfit",
+             lambda meta: meta["glmm"]["beta"].__setitem__(1, -0.4))  # fmt: skip
+    with pytest.raises(multilevel.DataError, match="corrupted: its data and parameters give"):
+        multilevel.load(tmp_path / "b.mlfit")
+    _rewrite(tmp_path / "g.mlfit", tmp_path / "h.mlfit",
+             lambda meta: meta["glmm"].__setitem__("hessian", [[1.0]]))  # fmt: skip
+    with pytest.raises(multilevel.DataError, match="do not fit the model"):
+        multilevel.load(tmp_path / "h.mlfit")

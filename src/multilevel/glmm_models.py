@@ -26,6 +26,14 @@ class GeneralizedLinearMixedModel(GeneralizedLinearMixedFit):
 
         return glmm_bootstrap(self, n=n, seed=seed, workers=workers, progress=progress)
 
+    def save(self, path) -> None:
+        """Write the fit to a file that :func:`multilevel.load` reads (see
+        :mod:`multilevel.present.io` for the format)."""
+        from .present import io
+        from .version import __version__
+
+        io.save(self, path, __version__)
+
     def summary(self) -> str:
         """lme4-style summary text (z tests)."""
         return glmm_summary_text(self)

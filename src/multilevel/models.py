@@ -20,6 +20,7 @@ from .present.summary import summary_text
 from .version import __version__
 
 if TYPE_CHECKING:
+    from .glmm_models import GeneralizedLinearMixedModel
     from .inference.bootstrap import BootstrapResult
     from .twolevel_models import TwoLevelModel
 
@@ -77,9 +78,11 @@ class LinearMixedModel(LinearMixedFit):
         return self.summary()
 
 
-def load(path) -> LinearMixedModel | TwoLevelModel:
+def load(path) -> LinearMixedModel | TwoLevelModel | GeneralizedLinearMixedModel:
     """Read a fit written by ``fit.save(path)``."""
+    from .glmm_models import GeneralizedLinearMixedModel
     from .present import io
     from .twolevel_models import TwoLevelModel
 
-    return io.load(path, LinearMixedModel, TwoLevelModel, __version__)
+    return io.load(path, LinearMixedModel, TwoLevelModel, GeneralizedLinearMixedModel,
+                   __version__)  # fmt: skip

@@ -60,6 +60,16 @@ class GlmmFitResult:
     vcov: np.ndarray
 
 
+def vcov_from_hessian(H: np.ndarray, nt: int) -> np.ndarray:
+    """vcov(β̂) = the β block of 2 H⁻¹, H the Hessian of the objective (-2 log L) in
+    x = (θ, β) (nt θ values first); NaN when H is singular."""
+    p = H.shape[0] - nt
+    try:
+        return 2.0 * np.linalg.inv((H + H.T) / 2.0)[nt:, nt:]
+    except np.linalg.LinAlgError:
+        return np.full((p, p), np.nan)
+
+
 def prepare_glmm(frame: ModelFrame, family: Family, nagq: int = 1) -> GlmmProblem:
     return GlmmProblem(
         family, int(nagq), GlmmDeviance(design_of(frame), response_of(frame), family, nagq)
@@ -122,11 +132,7 @@ def optimize_glmm(
         p = dev.p
         H = hessian(dev, x, r=2) if with_vcov else np.full((nt + p, nt + p), np.nan)
         modes = dev.modes(x[:nt], x[nt:])  # the optimum's modes (the last call was elsewhere)
-    try:
-        inv = np.linalg.inv((H + H.T) / 2.0)
-        vcov = 2.0 * inv[nt:, nt:]
-    except np.linalg.LinAlgError:
-        vcov = np.full((p, p), np.nan)
+    vcov = vcov_from_hessian(H, nt)
     converged = stationary and modes.converged
     if not modes.converged:
         message = modes.message or "PIRLS did not converge at the optimum"

@@ -7,14 +7,18 @@ A fit file is a ZIP archive with two members:
     "formula", "reml", "data_name", "n_dropped", "n_zero_weight", "weights", "offset",
     "theta": [...],
     "objective", "optimizer": {"converged", "message", "evaluations", "gradient"},
-    "two_level": null or {"formula", "group", "group_formula", "varying"}}``; floats are
-    written with Python's shortest round-trip repr, so they are read back bit for bit.
-    Version 1 (no ``weights``, ``offset``, ``two_level``) is read too.
+    "two_level": null or {"formula", "group", "group_formula", "varying"},
+    "glmm": null or {"family", "link", "nagq", "beta", "hessian"}}``; floats are written
+    with Python's shortest round-trip repr, so they are read back bit for bit. For a
+    binomial or Poisson fit, ``theta`` is θ of the deviance, ``beta`` β̂ and ``hessian`` the
+    objective's Hessian in (θ, β) (vcov(β̂) comes from it). Versions 1 (no ``weights``,
+    ``offset``, ``two_level``) and 2 (no ``glmm``) are read too.
 ``data.parquet``
     the rows and columns the fit used (after missing values were dropped), with their types.
 
-Loading rebuilds the model from the formula and the data, factors the deviance at the stored
-θ (no optimisation) and checks that it reproduces the stored objective: a file whose parts do
+Loading rebuilds the model from the formula and the data, evaluates the deviance at the
+stored θ (and β for a GLMM; no optimisation) and checks that it reproduces the stored
+objective: a file whose parts do
 not belong together is refused (so is a ``two_level`` entry that does not translate to
 ``formula``: ``varying`` is the list of varying terms, "1" for the intercept). Nothing in
 the file is executed; the formula passes the same allow-list as any other.
@@ -35,17 +39,24 @@ import pandas as pd
 from ..data import build_frame
 from ..engine import one_blas_thread
 from ..errors import DataError
+from ..fitting.glmm import GlmmFitResult, prepare_glmm, vcov_from_hessian
 from ..fitting.lmm import prepare
 from ..fitting.optimize import OptimResult
+from ..model.glmm import GeneralizedLinearMixedFit
 from ..twolevel import TwoLevelFit, translate
 
 FORMAT = "multilevel-fit"
-VERSION = 2
+VERSION = 3
+
+
+def _floats(values) -> list[float]:
+    return [float(v) for v in np.ravel(values)]
 
 
 def save(fit, path: str | Path, version: str = "") -> None:
-    """Write ``fit`` (a linear mixed or two-level fit) to ``path`` (conventionally
-    ``*.mlfit``); ``version`` is the package's, recorded in the file."""
+    """Write ``fit`` (a linear or generalized linear mixed fit, or a two-level fit) to
+    ``path`` (conventionally ``*.mlfit``); ``version`` is the package's, recorded in the
+    file."""
     two_level = None
     if isinstance(fit, TwoLevelFit):
         spec = fit.spec
@@ -57,6 +68,15 @@ def save(fit, path: str | Path, version: str = "") -> None:
             "varying": varying,
         }
         fit = fit.lmm
+    glmm = None
+    if isinstance(fit, GeneralizedLinearMixedFit):
+        glmm = {
+            "family": fit.family,
+            "link": fit.link,
+            "nagq": int(fit.nagq),
+            "beta": _floats(fit.fixef),
+            "hessian": [_floats(row) for row in fit.result.hessian],
+        }
     data = fit.frame.data
     if data is None:
         raise DataError("this fit does not hold its data, so it cannot be saved")
@@ -71,7 +91,7 @@ def save(fit, path: str | Path, version: str = "") -> None:
         "n_zero_weight": int(fit.schema.n_zero_weight),
         "weights": fit.schema.weights,
         "offset": fit.schema.offset,
-        "theta": [float(v) for v in fit.factorization.theta],
+        "theta": _floats(fit.optim.theta if glmm else fit.factorization.theta),
         "objective": float(fit.objective),
         "optimizer": {
             "converged": bool(fit.converged),
@@ -82,6 +102,7 @@ def save(fit, path: str | Path, version: str = "") -> None:
             else [float(v) for v in fit.optim.gradient],
         },
         "two_level": two_level,
+        "glmm": glmm,
     }
     buf = io.BytesIO()
     data.to_parquet(buf, index=False)
@@ -90,10 +111,11 @@ def save(fit, path: str | Path, version: str = "") -> None:
         z.writestr("data.parquet", buf.getvalue())
 
 
-def load(path: str | Path, model_class, two_level_class, version: str = ""):
+def load(path: str | Path, model_class, two_level_class, glmm_class=None, version: str = ""):
     """Read a fit written by :func:`save`: an instance of ``model_class`` (built like
-    :class:`~multilevel.model.LinearMixedFit`), or of ``two_level_class`` around one when the
-    file holds a two-level fit."""
+    :class:`~multilevel.model.LinearMixedFit`) or ``glmm_class`` (built like
+    :class:`~multilevel.model.glmm.GeneralizedLinearMixedFit`), or of ``two_level_class``
+    around one when the file holds a two-level fit."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no fit file at '{path}'")
@@ -118,8 +140,14 @@ def load(path: str | Path, model_class, two_level_class, version: str = ""):
         opt = meta["optimizer"]
         weights, offset = meta.get("weights"), meta.get("offset")
         two_level = meta.get("two_level")
+        glmm = meta.get("glmm")
     except (KeyError, TypeError, ValueError) as e:
         raise DataError(f"'{path}' is missing a field of the fit ({e})") from None
+    if glmm is not None:
+        fit = _load_glmm(path, meta, data, glmm_class)
+        if two_level is None:
+            return fit
+        return two_level_class(_two_level_spec(path, two_level, formula), fit)
     frame = build_frame(formula, data, weights=weights, offset=offset)
     frame.schema = replace(
         frame.schema,
@@ -155,6 +183,58 @@ def load(path: str | Path, model_class, two_level_class, version: str = ""):
     if two_level is None:
         return fit
     return two_level_class(_two_level_spec(path, two_level, formula), fit)
+
+
+def _load_glmm(path: Path, meta: dict, data: pd.DataFrame, glmm_class):
+    """A binomial or Poisson fit from its file: the deviance at the stored (θ, β) must give
+    the stored objective."""
+    from ..engine.family import family
+
+    entry = meta["glmm"]
+    try:
+        fam = family(str(entry["family"]), str(entry["link"]))
+        nagq = int(entry["nagq"])
+        theta = np.array(meta["theta"], dtype=float)
+        beta = np.array(entry["beta"], dtype=float)
+        H = np.array(entry["hessian"], dtype=float)
+        objective = float(meta["objective"])
+        opt = meta["optimizer"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"'{path}' is missing a field of the fit ({e})") from None
+    frame = build_frame(
+        str(meta["formula"]), data, weights=meta.get("weights"), offset=meta.get("offset"),
+        family=fam.name,
+    )  # fmt: skip
+    frame.schema = replace(frame.schema, n_dropped=int(meta.get("n_dropped", 0)))
+    problem = prepare_glmm(frame, fam, nagq)
+    dev = problem.deviance
+    nt, p = dev.layout.size, dev.p
+    if len(theta) != nt or len(beta) != p or H.shape != (nt + p, nt + p):
+        raise DataError(
+            f"'{path}' is corrupted: theta, beta or the Hessian do not fit the model "
+            f"({nt} theta and {p} fixed effects)"
+        )
+    with one_blas_thread():
+        modes = dev.modes(theta, beta)
+    if modes is None or not math.isclose(modes.objective, objective, rel_tol=1e-9):
+        raise DataError(
+            f"'{path}' is corrupted: its data and parameters give objective "
+            f"{getattr(modes, 'objective', float('nan'))}, not the stored {objective}"
+        )
+    grad = opt.get("gradient")
+    optim = OptimResult(
+        theta=theta,
+        objective=objective,
+        nevals=int(opt.get("evaluations", 0)),
+        converged=bool(opt.get("converged", False)),
+        message=str(opt.get("message", "")),
+        gradient=None if grad is None else np.array(grad, dtype=float),
+    )
+    x = np.concatenate([theta, beta])
+    result = GlmmFitResult(x, optim, optim, modes, H, vcov_from_hessian(H, nt))
+    fit = glmm_class(frame, problem, result, meta.get("data_name"))
+    fit.objective = objective
+    return fit
 
 
 def _two_level_spec(path: Path, entry, formula: str):
