@@ -73,6 +73,8 @@ class Modes:
     iterations: int
     converged: bool
     message: str = ""
+    #: when PIRLS did not converge: (term, level) whose score is farthest from 0
+    worst: tuple[int, int] | None = None
 
     @property
     def penalty(self) -> float:
@@ -258,13 +260,32 @@ class GlmmDeviance:
             self.family.loglik_kernel(self.response.y, mu, self.prior).sum()
         )
         objective = -2.0 * loglik + penalty + fac.ldL2
+        worst = None if converged else self.worst_level(eta, u, fac.lambdas_data)
         modes = Modes(theta.copy(), beta_out, u, b, eta, mu, fac, objective, pdev,
-                      iterations, converged, message)  # fmt: skip
+                      iterations, converged, message, worst)  # fmt: skip
         if self.nagq > 1:
             modes = replace(modes, objective=self.quadrature(modes, self.nodes))
         self.last = modes
         self.evaluations += 1
         return modes
+
+    def worst_level(self, eta: np.ndarray, u: list[np.ndarray], lambdas) -> tuple[int, int]:
+        """(term, level) with the largest score of the penalised log-likelihood,
+        ∂/∂u_j [Σ log f - |u|²/2] = Λ' Σ_{i∈j} z_i a_i (y_i - μ_i) μ'(η_i)/V(μ_i) - u_j."""
+        fam = self.family
+        mu = fam.link.inverse(eta)
+        r = (self.response.y - mu) * fam.link.mu_eta(eta) / fam.variance(mu)
+        if self.prior is not None:
+            r = r * self.prior
+        best, where = -1.0, (0, 0)
+        for t, (blk, ut, lam) in enumerate(zip(self.design.blocks, u, lambdas, strict=True)):
+            zr = np.stack([np.bincount(blk.codes, blk.Z[:, a] * r, minlength=blk.nlevels)
+                           for a in range(blk.k)], axis=1)  # fmt: skip
+            score = np.linalg.norm(zr @ lam - ut, axis=1)
+            j = int(np.argmax(score))
+            if score[j] > best:
+                best, where = float(score[j]), (t, j)
+        return where
 
     def quadrature(self, m: Modes, rule: tuple[np.ndarray, np.ndarray]) -> float:
         """The AGQ objective of a single term at the modes ``m`` with the quadrature

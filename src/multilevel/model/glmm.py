@@ -21,8 +21,56 @@ from ..engine.family import Family
 from ..engine.layout import theta_for_data
 from ..errors import MultilevelError
 from ..fitting.glmm import GlmmFitResult, GlmmProblem
+from . import glmm_diagnostics as diag
 from .diagnostics import singular_messages, zero_rows
 from .simulate import check_count
+
+
+class GlmmConditional:
+    """The conditional distribution of the random effects given y at (θ̂, β̂), as the Laplace
+    approximation has it: the Gaussian of the local linear model at the final PIRLS working
+    weights W (``working_weights``), with the interface of the linear model's
+    :class:`~multilevel.model.ConditionalDistribution` (no draws):
+
+    * ``modes``: b̂ (l, k) per term, PIRLS's;
+    * ``condvar``: Var(b | y, β) (l, k, k) per term, the diagonal blocks of Λ P⁻¹ Λ' with
+      P = Λ'Z'WZΛ + I (lme4's condVar; the dispersion is 1);
+    * ``coupling``: H (l, k, p) with b̂(β) ≈ b̂ - H (β - β̂), the derivative of the mode in β
+      by implicit differentiation of the PIRLS equations, H = Λ P⁻¹ Λ'Z'WX (exact at a
+      canonical link, Fisher's weights in place of the observed ones otherwise). For a
+      single random-effects term P is block diagonal and H_j = condvar_j Z_j'W_jX_j; for
+      several terms it is not computed."""
+
+    def __init__(self, fit):
+        self.fit = fit
+
+    @property
+    def modes(self) -> list[np.ndarray]:
+        return list(self.fit.modes.b)
+
+    @property
+    def condvar(self) -> list[np.ndarray]:
+        return self.fit.condvar
+
+    @property
+    def coupling(self) -> list[np.ndarray]:
+        fr = self.fit.frame
+        if len(fr.reterms) != 1:
+            raise MultilevelError(
+                "the coupling of the modes to the fixed effects of a binomial or Poisson "
+                "model is computed for a single random-effects term only"
+            )
+        rt = fr.reterms[0]
+        w = self.fit.working_weights
+        ZtWX = np.zeros((rt.nlevels, rt.k, fr.X.shape[1]))
+        np.add.at(ZtWX, rt.codes, rt.Z[:, :, None] * (w[:, None] * fr.X)[:, None, :])
+        return [self.condvar[0] @ ZtWX]
+
+    def total_var(self, term: int = 0) -> np.ndarray:
+        """Var(b - b̂) (l, k, k) of a term counting β's uncertainty: condvar + H V H'."""
+        H = self.coupling[term]
+        V = self.fit.vcov.to_numpy()
+        return self.condvar[term] + H @ V @ np.swapaxes(H, 1, 2)
 
 
 class GeneralizedLinearMixedFit:
@@ -66,7 +114,9 @@ class GeneralizedLinearMixedFit:
         names = frame.xnames
         self.fixef = pd.Series(result.modes.beta, index=names, name="Estimate")
         self.vcov = pd.DataFrame(result.vcov, index=names, columns=names)
-        se = np.sqrt(np.maximum(np.diag(result.vcov), 0.0))
+        var = np.diag(result.vcov)
+        # a Hessian that is not positive definite (e.g. under separation) has no SEs
+        se = np.sqrt(np.where(var >= 0, var, np.nan))
         self.fixef_se = pd.Series(se, index=names, name="Std. Error")
         self.singular_terms = singular_messages(
             self.schema.terms, self.factorization.lambdas, self._varcov_matrices()
@@ -74,6 +124,27 @@ class GeneralizedLinearMixedFit:
         self.singular = bool(self.singular_terms)
         self.aliased_terms: list[str] = []
         self.scale_note = None
+        self.diagnostics = self._diagnose()
+
+    def _diagnose(self) -> list[str]:
+        """Plain-words notes on separation, overdispersion and PIRLS trouble
+        (:mod:`multilevel.model.glmm_diagnostics`)."""
+        notes = []
+        fr = self.frame
+        if self.family == "binomial":
+            found = diag.separation(fr.X, fr.y, fr.xnames)
+            if found is not None:
+                notes.append(diag.separation_message(*found))
+        if self.family == "poisson" or (fr.weights is not None and np.any(fr.weights > 1)):
+            ratio, p = diag.dispersion(self.pearson_residuals, self.nobs - self.npar)
+            if ratio > diag.DISPERSION_RATIO and p < diag.DISPERSION_P:
+                notes.append(diag.overdispersion_message(ratio, p, self.family))
+        if not self.modes.converged and self.modes.worst is not None:
+            t, j = self.modes.worst
+            term = self.schema.terms[t]
+            notes.append(diag.pirls_message(self.modes.message or "no convergence",
+                                            term.group, str(term.levels[j])))  # fmt: skip
+        return notes
 
     # -- lme4-style accessors -----------------------------------------------------------
     @property
@@ -143,6 +214,22 @@ class GeneralizedLinearMixedFit:
     def condvar(self) -> list[np.ndarray]:
         """Var(b | y) (l, k, k) per term at the modes (lme4's condVar)."""
         return self.factorization.condvar(1.0)
+
+    @property
+    def working_weights(self) -> np.ndarray:
+        """PIRLS's working weights at the modes (n,): w_i = a_i (dμ/dη)²/V(μ_i), a the
+        prior weights (the binomial trials)."""
+        link = self.family_object.link
+        eta = self.modes.eta
+        d = link.mu_eta(eta)
+        w = d * d / self.family_object.variance(link.inverse(eta))
+        return w if self.frame.weights is None else w * self.frame.weights
+
+    @property
+    def conditional(self) -> GlmmConditional:
+        """The random effects' conditional distribution given y at the estimates
+        (:class:`GlmmConditional`)."""
+        return GlmmConditional(self)
 
     @property
     def ranef(self) -> dict[str, pd.DataFrame]:
@@ -301,6 +388,7 @@ class GeneralizedLinearMixedFit:
             ],
             "singular": self.singular,
             "singular_terms": self.singular_terms,
+            "diagnostics": list(self.diagnostics),
             "converged": self.converged,
             "optimizer": {"message": self.optim.message, "evaluations": self.optim.nevals},
             "dropped_columns": list(self.dropped_columns),

@@ -83,8 +83,9 @@ def glmm_summary_text(fit) -> str:
         lines.append("")
         lines.append("Correlation of Fixed Effects:")
         V = fit.vcov.to_numpy()
-        d = np.sqrt(np.diag(V))
-        C = V / np.outer(d, d)
+        with np.errstate(invalid="ignore"):
+            d = np.sqrt(np.diag(V))
+            C = V / np.outer(d, d)
         names = list(fe.index)
         crow = [[names[i]] + [f"{C[i, j]:.3f}" for j in range(i)] for i in range(1, len(names))]
         lines.extend(table(crow, [""] + labels(names[:-1], 6)))
@@ -96,6 +97,7 @@ def glmm_summary_text(fit) -> str:
         )
     if fit.singular:
         notes.append("boundary (singular) fit: " + "; ".join(fit.singular_terms))
+    notes.extend(fit.diagnostics)
     if not fit.converged:
         notes.append(f"the optimiser did not converge: {fit.optim.message}")
     if notes:
