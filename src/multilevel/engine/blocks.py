@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # scipy.sparse is imported where a model has several terms
     import scipy.sparse as sp
 
 from .design import Design, RandomBlock
+from .linalg import csr_with_data
 from .response import Response
 from .standardize import Standardization, chunks, mean_squares
 
@@ -92,20 +93,17 @@ class CrossPattern:
         self.indptr, self.indices = order.indptr, order.indices
         self.perm = order.data.astype(np.int64) - 1  # entry of each stored value
         self.shape = shape
+        self.template = sp.csr_matrix((order.data.copy(), self.indices, self.indptr), shape)
 
     def values(self, Zj: np.ndarray, Zi: np.ndarray, w: np.ndarray | None) -> sp.csr_matrix:
         """Z_j'WZ_i (sparse, this pattern) for the scaled columns Zj (n, k_j), Zi (n, k_i)."""
-        import scipy.sparse as sp
-
         kj, ki = Zj.shape[1], Zi.shape[1]
         vals = np.empty((self.npairs, kj, ki))
         for a in range(kj):
             za = Zj[:, a] if w is None else w * Zj[:, a]
             for b in range(ki):
                 vals[:, a, b] = np.bincount(self.pair, za * Zi[:, b], minlength=self.npairs)
-        return sp.csr_matrix(
-            (vals.reshape(-1)[self.perm], self.indices, self.indptr), shape=self.shape
-        )
+        return csr_with_data(self.template, vals.reshape(-1)[self.perm])
 
 
 class BlockPattern:
@@ -116,6 +114,11 @@ class BlockPattern:
     def __init__(self, design: Design, weights: np.ndarray | None = None):
         self.design = design
         self.z_scale = [z_scales(b.Z) for b in design.blocks]
+        # Z_i D_i⁻¹, None for an intercept-only term (a column of ones: its sums are counts)
+        self.z_scaled = [
+            None if b.k == 1 and d[0] == 1.0 and np.all(b.Z == 1.0) else b.Z / d
+            for b, d in zip(design.blocks, self.z_scale, strict=True)
+        ]
         self.std = Standardization.from_design(design.X, weights)
         m = len(design.blocks)
         self.cross = {
@@ -142,9 +145,17 @@ class BlockPattern:
             wr = None if w is None else w[rows]
             WV = V if wr is None else V * wr[:, None]
             ww += WV.T @ V
-            for b, d, D, ZW in zip(blocks, self.z_scale, diag, zw, strict=True):
+            for b, zs, D, ZW in zip(blocks, self.z_scaled, diag, zw, strict=True):
                 codes = b.codes[rows]
-                Z = b.Z[rows] / d
+                if zs is None:  # an intercept: per-level sums of w and of wV
+                    D[:, 0, 0] += (
+                        np.bincount(codes, minlength=b.nlevels) if wr is None
+                        else np.bincount(codes, wr, b.nlevels)
+                    )  # fmt: skip
+                    for c in range(p + 1):
+                        ZW[:, 0, c] += np.bincount(codes, WV[:, c], b.nlevels)
+                    continue
+                Z = zs[rows]
                 for a in range(b.k):
                     for c in range(a + 1):
                         D[:, a, c] += np.bincount(codes, _w(Z[:, a], wr) * Z[:, c], b.nlevels)
@@ -156,9 +167,12 @@ class BlockPattern:
                     D[:, c, a] = D[:, a, c]
         off = {}
         for (j, i), pattern in self.cross.items():
-            Zj = blocks[j].Z / self.z_scale[j]
-            Zi = blocks[i].Z / self.z_scale[i]
-            off[(j, i)] = pattern.values(Zj, Zi, w)
+            if self.z_scaled[j] is None and self.z_scaled[i] is None:  # two intercepts
+                sums = np.bincount(pattern.pair, w, pattern.npairs) if w is not None else (
+                    np.bincount(pattern.pair, minlength=pattern.npairs).astype(float))  # fmt: skip
+                off[(j, i)] = csr_with_data(pattern.template, sums[pattern.perm])
+            else:
+                off[(j, i)] = pattern.values(self._zs(j), self._zs(i), w)
         return CrossProducts(
             n=n,
             p=p,
@@ -172,6 +186,11 @@ class BlockPattern:
             z_scale=self.z_scale,
             log_weights=response.log_weights,
         )
+
+    def _zs(self, i: int) -> np.ndarray:
+        """Z_i D_i⁻¹ (n, k_i)."""
+        zs = self.z_scaled[i]
+        return self.design.blocks[i].Z if zs is None else zs
 
     def with_response(self, cp: CrossProducts, response: Response) -> CrossProducts:
         """The blocks for the same design and weights and a new ``response`` (its working

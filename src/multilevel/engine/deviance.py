@@ -44,7 +44,7 @@ from .blocks import CrossProducts
 from .factorization import Factorization
 from .kernels import PairMap, first_block, times_blocks
 from .layout import ThetaLayout
-from .linalg import cholesky
+from .linalg import cholesky, csr_with_data
 
 #: Largest dense Schur complement (random effects outside the first term) we will form.
 MAX_DENSE = 12_000
@@ -97,11 +97,10 @@ class ProfiledDeviance:
         blocks = [cp.off[(j, 0)] for j in range(1, len(cp.k))]
         if self._r_pattern is None:
             R = sp.vstack(blocks).tocsr()
-            self._r_pattern = (R.indices, R.indptr, R.shape)
+            self._r_pattern = R.copy()
             return R
-        indices, indptr, shape = self._r_pattern
-        data = np.concatenate([b.data for b in blocks])
-        return sp.csr_matrix((data, indices, indptr), shape=shape)
+        data = blocks[0].data if len(blocks) == 1 else np.concatenate([b.data for b in blocks])
+        return csr_with_data(self._r_pattern, data)
 
     def set_blocks(self, cp: CrossProducts, response_only: bool = False) -> None:
         """Take the values of ``cp`` (blocks of the same pattern): everything that depends on

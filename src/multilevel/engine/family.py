@@ -118,13 +118,14 @@ class Family:
         return c if w is None else w * c
 
     def loglik_kernel(self, y: np.ndarray, mu: np.ndarray, w: np.ndarray | None) -> np.ndarray:
-        """The part of log f(y_i | μ_i) that depends on μ (n,)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if self.name == "binomial":
-                m = np.ones_like(y) if w is None else w
-                s = m * y
-                return _xlogy(s, mu) + _xlogy(m - s, 1.0 - mu)
-            k = _xlogy(y, mu) - mu
+        """The part of log f(y_i | μ_i) that depends on μ (n,). The inverse links keep μ
+        inside (0, 1) (binomial) or above 0 (Poisson), so the logarithms are finite and
+        0 · log μ is 0 without a special case."""
+        if self.name == "binomial":
+            m = 1.0 if w is None else w
+            s = m * y
+            return s * np.log(mu) + (m - s) * np.log1p(-mu)
+        k = y * np.log(mu) - mu
         return k if w is None else w * k
 
     def loglik_rows(self, y: np.ndarray, mu: np.ndarray, w: np.ndarray | None) -> np.ndarray:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # scipy.sparse is imported where a model has several terms
     import scipy.sparse as sp
 
 from ..errors import DataError
+from .linalg import csr_with_data
 
 #: Largest number of entries in the sparse map of A_r1 G A_1r.
 MAX_PAIRS = 60_000_000
@@ -217,12 +218,16 @@ class PairMap:
         self.indices = (slots % ncols).astype(np.int32)
         self.indptr = np.concatenate([[0], np.cumsum(np.bincount(q_rows, minlength=len(uniq)))])
         self.nnz = len(slots)
+        self.template = None
 
     def matrix(self, R: sp.csr_matrix) -> sp.csr_matrix:
         """Q for R's values (R with the pattern this map was built for): the products of R's
         entries summed into Q's fixed pattern."""
-        import scipy.sparse as sp
-
         vals = R.data[self.csc_order]
         data = np.bincount(self.slot, weights=vals[self.e1] * vals[self.e2], minlength=self.nnz)
-        return sp.csr_matrix((data, self.indices, self.indptr), shape=self.shape)
+        if self.template is None:
+            import scipy.sparse as sp
+
+            self.template = sp.csr_matrix((data, self.indices, self.indptr), shape=self.shape)
+            return self.template.copy()
+        return csr_with_data(self.template, data)

@@ -149,9 +149,9 @@ class GlmmDeviance:
         self._ll_constant = float(family.loglik_constant(response.y, self.prior).sum())
 
     # -- pieces ---------------------------------------------------------------------------
-    def eta(self, beta: np.ndarray, b: list[np.ndarray]) -> np.ndarray:
-        """Xβ + Σ_t Z_t b_t + o (n,)."""
-        eta = self.design.X @ beta + self.offset
+    def eta(self, beta: np.ndarray, b: list[np.ndarray], base: np.ndarray | None = None):
+        """Xβ + Σ_t Z_t b_t + o (n,); ``base``: Xβ + o when already at hand."""
+        eta = (self.design.X @ beta + self.offset) if base is None else base.copy()
         for blk, bt in zip(self.design.blocks, b, strict=True):
             rows = bt[blk.codes]
             eta += np.einsum("nk,nk->n", blk.Z, rows) if blk.k > 1 else blk.Z[:, 0] * rows[:, 0]
@@ -165,8 +165,10 @@ class GlmmDeviance:
             return dev
         return dev.reweighted(cp)
 
-    def _pwls(self, theta: np.ndarray, eta: np.ndarray, beta: np.ndarray | None):
-        """One penalised weighted least-squares step from η: (β, u, b, factorization)."""
+    def _factor(self, theta: np.ndarray, eta: np.ndarray, base: np.ndarray | None):
+        """The factorization of the local linear mixed model at η (working weights and
+        response from η): for (β, u) jointly (``base`` None) or for u given Xβ + o =
+        ``base``. None when it fails."""
         fam, link = self.family, self.family.link
         mu = link.inverse(eta)
         d = link.mu_eta(eta)
@@ -174,19 +176,12 @@ class GlmmDeviance:
         if self.prior is not None:
             w = w * self.prior
         z = eta + (self.response.y - mu) / d  # the working response, offset included
-        joint = beta is None
+        joint = base is None
         if joint:
             cp = self.pattern.crossproducts(Response(z, w, self.offset), weights=w)
         else:
-            offset = self.offset + self.design.X @ beta
-            cp = self.pattern_u.crossproducts(Response(z, w, offset), weights=w)
-        dev = self._deviance(joint, cp)
-        fac = dev.factor(theta)
-        if fac is None:
-            return None
-        b_s = fac.spherical
-        b = fac.modes
-        return (fac.beta if joint else beta), b_s, b, fac
+            cp = self.pattern_u.crossproducts(Response(z, w, base), weights=w)
+        return self._deviance(joint, cp).factor(theta)
 
     def _pdev(self, eta: np.ndarray, u: list[np.ndarray]) -> float:
         """The penalised deviance -2 Σ log f(y_i | μ_i) + ||u||², up to a constant."""
@@ -215,45 +210,47 @@ class GlmmDeviance:
                 eta = self.design.X @ np.asarray(beta, dtype=float) + self.offset
             u = [np.zeros((blk.nlevels, blk.k)) for blk in self.design.blocks]
         pdev = self._pdev(eta, u) if (start is not None or beta is not None) else math.inf
+        base = None if beta is None else self.design.X @ np.asarray(beta, dtype=float) + self.offset
+        beta_cur = None if beta is None else np.asarray(beta, dtype=float)
+        if beta is None and start is not None:
+            beta_cur = start.beta
         converged, message = False, ""
         iterations = 0
-        step = None
         for iteration in range(1, MAX_ITERATIONS + 1):
             iterations = iteration
-            step = self._pwls(theta, eta, beta)
-            if step is None:
+            fac = self._factor(theta, eta, base)
+            if fac is None:
                 return None
-            beta_new, u_new, b_new, fac = step
-            eta_new = self.eta(beta_new, b_new)
+            beta_new = fac.beta if beta is None else beta_cur
+            u_new = fac.spherical
+            b_new = [ut @ lam.T for ut, lam in zip(u_new, fac.lambdas_data, strict=True)]
+            eta_new = self.eta(beta_new, b_new, base)
             pdev_new = self._pdev(eta_new, u_new)
             halvings = 0
             while not pdev_new <= pdev + 1e-10 * abs(pdev) and halvings < MAX_HALVINGS:
                 halvings += 1
                 eta_new = 0.5 * (eta + eta_new)
                 u_new = [0.5 * (a + c) for a, c in zip(u, u_new, strict=True)]
+                if beta is None and beta_cur is not None:
+                    beta_new = 0.5 * (beta_cur + beta_new)
                 pdev_new = self._pdev(eta_new, u_new)
             if not pdev_new <= pdev + 1e-10 * abs(pdev):
                 message = f"PIRLS could not lower the penalised deviance ({pdev:.10g})"
                 break
             change = pdev - pdev_new
-            eta, u, pdev = eta_new, u_new, pdev_new
+            eta, u, pdev, beta_cur = eta_new, u_new, pdev_new, beta_new
             if halvings:
-                # a halved step is not a PWLS solution: β and b follow from η and u again
+                # a halved step is not a PWLS solution: iterate from the halved point
                 continue
             if change < TOLERANCE * (1.0 + abs(pdev)):
                 converged = True
                 break
         # the factorization and the objective at the final working weights
-        final = self._pwls(theta, eta, beta)
-        if final is None:
+        fac = self._factor(theta, eta, base)
+        if fac is None:
             return None
-        beta_f, _, _, fac = final
-        if beta is None:
-            beta_f = step[0] if step is not None else beta_f
-        b = [ut @ (lam / d[:, None]).T for ut, lam, d in zip(
-            u, fac.lambdas, fac.deviance.cp.z_scale, strict=True)]  # fmt: skip
-        beta_out = np.asarray(beta_f if beta is None else beta, dtype=float)
-        eta = self.eta(beta_out, b)
+        beta_out = np.asarray(beta_cur if beta_cur is not None else fac.beta, dtype=float)
+        b = [ut @ lam.T for ut, lam in zip(u, fac.lambdas_data, strict=True)]
         mu = self.family.link.inverse(eta)
         penalty = float(sum((ut**2).sum() for ut in u))
         loglik = self._ll_constant + float(
