@@ -72,7 +72,7 @@ def plot_pooling(model, groups=None, x: str | None = None, ncols: int = 4, fig=N
     if unknown:
         raise MultilevelError(f"{model.group} '{unknown[0]}' is not a group of the fit")
     cmp = model.compare_pooling()
-    y = model.lmm.frame.y
+    y = model.fit.frame.y
     xv = d.X1[:, cx]
     binary = len(np.unique(xv)) <= 2
     span = np.ptp(xv) if np.ptp(xv) > 0 else 1.0
@@ -186,7 +186,8 @@ def plot_group_regression(
         ax.plot(grid, Wg @ np.nan_to_num(coef), color=_COLORS["partial"], lw=1.5)
         ax.set_xlabel(f"{d.wnames[w]} ({model.group}-level predictor)")
     ax.errorbar(xs, est, yerr=se, fmt="o", ms=3.5, color="black", ecolor="#999999", lw=0.8)
-    ax.set_ylabel(f"estimated {sym} ({_label(name)}) ± 1 SE")
+    scale = f", {model.link} scale" if getattr(model, "generalized", False) else ""
+    ax.set_ylabel(f"estimated {sym} ({_label(name)}{scale}) ± 1 SE")
     title = f"{model.group}-level regression of {sym}" if w is not None else f"{sym} by group size"
     ax.set_title(title, fontsize=11)
     return fig
@@ -280,7 +281,15 @@ def plot_caterpillar(model, level: float = 0.95, terms=None, labels=None, fig=No
 
 def plot_overview(model, groups=None, fig=None):
     """Four panels: pooling lines for 4 groups, the group-level regression, shrinkage and
-    the random effects of the first varying coefficient."""
+    the random effects of the first varying coefficient. A binomial or Poisson model (whose
+    pooling comparison is not computed) gets the last two: the group-level regression (on
+    the link scale) and the random effects."""
+    if getattr(model, "generalized", False):
+        fig = _new_figure(fig, (11, 4.8))
+        left, right = fig.subfigures(1, 2, width_ratios=[1.4, 1])
+        plot_group_regression(model, fig=left)
+        plot_caterpillar(model, terms=[model.varying[0]], labels=False, fig=right)
+        return fig
     fig = _new_figure(fig, (15, 10.5))
     top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1])
     tl, tr = top.subfigures(1, 2, width_ratios=[1.1, 1])

@@ -15,7 +15,8 @@ from .summary import pvalue
 
 
 def _tested(model) -> pd.DataFrame:
-    """The level-2 table with Satterthwaite df and p (NaN where they cannot be computed)."""
+    """The level-2 table with Satterthwaite df and p, or a GLMM's z tests' p (NaN where
+    they cannot be computed)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -26,17 +27,35 @@ def _tested(model) -> pd.DataFrame:
         return gl
 
 
+def _title(self) -> str:
+    fit = self.fit
+    if not self.generalized:
+        crit = "REML" if fit.reml else "maximum likelihood"
+        return f"Two-level linear model fit by {crit} ['multilevel']"
+    how = (
+        "Laplace approximation"
+        if fit.nagq == 1
+        else f"adaptive Gauss-Hermite quadrature, nAGQ = {fit.nagq}"
+    )
+    return (
+        f"Two-level {self.family} model ({self.link} link) fit by maximum likelihood ({how}) "
+        "['multilevel']"
+    )
+
+
 def two_level_summary(self, max_groups: int = 10) -> str:
     """The two-level fit in the seed's notation: the equations, the level-2
-    regressions with Satterthwaite t tests, Σ and σ_y, and the first groups'
-    coefficients."""
-    d, spec, lmm = self.design, self.spec, self.lmm
-    crit = "REML" if lmm.reml else "maximum likelihood"
-    lines = [f"Two-level linear model fit by {crit} ['multilevel']"]
+    regressions with Satterthwaite t tests (z tests for a GLMM), Σ and σ_y (linear model),
+    and the first groups' coefficients."""
+    d, spec, lmm = self.design, self.spec, self.fit
+    glm = self.generalized
+    lines = [_title(self)]
     data = f"{lmm.data_name}: " if lmm.data_name else ""
     lines.append(f"   Data: {data}{lmm.nobs} observations in {self.ngroups} groups ({spec.group})")
     if lmm.weights:
         lines.append(f"Weights: {lmm.weights}")
+    if lmm.schema.offset:
+        lines.append(f" Offset: {lmm.schema.offset}")
     if lmm.n_dropped:
         lines.append(f"   {lmm.n_dropped} rows with missing values were dropped")
     eq = self.equations()
@@ -53,7 +72,8 @@ def two_level_summary(self, max_groups: int = 10) -> str:
     lines += ["", "Level-2 regressions:"]
     rows = []
     gl = _tested(self)
-    tested = not gl["df"].isna().all()
+    stat = self.statistic
+    tested = not gl["p" if glm else "df"].isna().all()
     sd = self.eta_sd
     for c, name in enumerate(d.x1names):
         first = True
@@ -65,9 +85,11 @@ def two_level_summary(self, max_groups: int = 10) -> str:
                 r.predictor,
                 f"{r.estimate:.5g}",
                 f"{r.se:.4g}",
-                f"{r.t:.2f}",
+                f"{getattr(r, stat):.2f}",
             ]
-            if tested:  # the df and p columns only when some row has them
+            if glm and tested:
+                cells += [""] if np.isnan(r.p) else [pvalue(r.p)]
+            elif tested:  # the df and p columns only when some row has them
                 cells += ["", ""] if np.isnan(r.df) else [f"{r.df:.1f}", pvalue(r.p)]
             rows.append(cells)
             first = False
@@ -76,9 +98,9 @@ def two_level_summary(self, max_groups: int = 10) -> str:
             rows.append(["", f"sd(η_j{a + 1})", "", f"{sd[name]:.4g}"])
         else:
             rows.append(["", "", "(not varying)"])
-    header = ["Coefficient", "Symbol", "Predictor", "Estimate", "Std. Error", "t value"]
+    header = ["Coefficient", "Symbol", "Predictor", "Estimate", "Std. Error", f"{stat} value"]
     if tested:
-        header += ["df", "Pr(>|t|)"]
+        header += ["Pr(>|z|)"] if glm else ["df", "Pr(>|t|)"]
     lines += table(rows, header, 3)
     if len(d.zcol) > 1:
         lines += ["", "Correlation of the η's:"]
@@ -87,13 +109,15 @@ def two_level_summary(self, max_groups: int = 10) -> str:
         for a in range(1, len(d.zcol)):
             crow.append([f"η_j{a + 1}"] + [f"{R[a, b]:.3f}" for b in range(a)])
         lines += table(crow, [""] + [f"η_j{b + 1}" for b in range(len(d.zcol) - 1)])
-    lines += ["", f"Residual SD: σ_y = {self.sigma_y:.5g}"]
+    if not glm:
+        lines += ["", f"Residual SD: σ_y = {self.sigma_y:.5g}"]
     ct = self.coef_table()
     shown = ct.head(max_groups)
     which = f"first {len(shown)} of {len(ct)}" if len(ct) > len(shown) else f"all {len(ct)}"
+    scale = f" ({self.link} scale)" if glm else ""
     lines += [
         "",
-        f"Group coefficients and SEs (fixed-effect and conditional uncertainty), {which}:",
+        f"Group coefficients{scale} and SEs (fixed-effect and conditional uncertainty), {which}:",
     ]
     header = [spec.group, "n"]
     for name in d.x1names:

@@ -41,7 +41,7 @@ import pandas as pd
 def complete_pooling(model) -> pd.DataFrame:
     """One OLS regression of y on the level-1 design: ``estimate`` and ``se`` (p1 rows)."""
     d = model.design
-    X1, y = d.X1, model.lmm.frame.y
+    X1, y = d.X1, model.fit.frame.y
     coef, _, rank, _ = np.linalg.lstsq(X1, y, rcond=None)
     n, p = X1.shape
     resid = y - X1 @ coef
@@ -73,7 +73,7 @@ def no_pooling(model) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     group's β_j = P_j(B_j'y - B_j'C γ); Var(γ) = s² S⁻¹,
     Var(β_j) = s²(P_j + P_j B_j'C S⁻¹ C'B_j P_j), s² = RSS / (n - p_C - k J)."""
     d = model.design
-    y = model.lmm.frame.y
+    y = model.fit.frame.y
     J, p1 = len(d.levels), len(d.x1names)
     vcols = list(d.zcol)
     ccols = [c for c in range(p1) if c not in set(vcols)]
@@ -159,7 +159,7 @@ def compare_pooling(model) -> pd.DataFrame:
 def simulate_parameters(model, ndraws: int, rng: np.random.Generator, joint: bool = True):
     """Draws (σ (S,), β (S, p), b (S, J, k)) from the fitted model's conditional
     distribution (module docstring)."""
-    draws = model.lmm.conditional.draw(rng, ndraws, joint=joint)
+    draws = model.fit.conditional.draw(rng, ndraws, joint=joint)
     return draws.sigma, draws.beta, draws.b[0]
 
 
@@ -183,7 +183,7 @@ def r_squared(eps: np.ndarray, theta: np.ndarray) -> float:
 
 def _level1_moments(model, beta, b, chunk_elems: int = 4_000_000):
     """E_s V_i(ε_si) and V_i(E_s ε_si) of the level-1 errors, in chunks of draws."""
-    fr = model.lmm.frame
+    fr = model.fit.frame
     rt = fr.reterms[0]
     y, X, Z, codes = fr.y, fr.X, rt.Z, rt.codes
     S, n = beta.shape[0], len(y)
@@ -207,7 +207,7 @@ def pooling_measures(model, ndraws: int = 1000, seed=None, joint: bool = True) -
     rng = np.random.default_rng(seed)
     _, beta, b = simulate_parameters(model, ndraws, rng, joint=joint)
     d = model.design
-    y = model.lmm.frame.y
+    y = model.fit.frame.y
     e_var, var_e = _level1_moments(model, beta, b)
     vy = y.var(ddof=1)
     rows = [
