@@ -46,8 +46,14 @@ def fit(
 
     Two-level form: with ``group`` (the grouping column), ``formula`` is the individual-level
     formula ("y ~ x"), ``group_formula`` the group-level predictors ("~ u") and ``varying``
-    the coefficients that vary (default all); the equivalent lme4 formula is fitted and a
-    :class:`~multilevel.twolevel_models.TwoLevelModel` returned (see :mod:`multilevel.twolevel`)."""
+    the coefficients that vary (default all); the equivalent lme4 formula is fitted (as a
+    GLMM with ``family``) and a :class:`~multilevel.twolevel_models.TwoLevelModel` returned
+    (see :mod:`multilevel.twolevel`).
+
+    ``reml`` is ignored with a binomial or Poisson ``family`` (always maximum likelihood)."""
+    fam = None if _is_gaussian(family) else _glmm_family(family, nagq)
+    if fam is None and nagq != 1:
+        raise MultilevelError("nagq= is for binomial and Poisson models (family=)")
     if group is not None:
         from .twolevel import check_group_constant, group_level_columns, translate
         from .twolevel_models import TwoLevelModel
@@ -59,17 +65,27 @@ def fit(
                 f"the grouping column '{spec.group}' is not in the data (columns: "
                 f"{', '.join(map(str, df.columns))})"
             )
-        frame = build_frame(parse_formula(spec.lme4_formula), df, weights=weights, offset=offset)
+        frame = build_frame(
+            parse_formula(spec.lme4_formula), df, weights=weights, offset=offset,
+            family="gaussian" if fam is None else fam.name,
+        )  # fmt: skip
         level2 = [c for c in group_level_columns(spec) if c in frame.data.columns]
         if level2:
             check_group_constant(frame.data, spec.group, level2)
-        return TwoLevelModel(spec, _fit_frame(frame, reml, data_name))
+        if fam is None:
+            return TwoLevelModel(spec, _fit_frame(frame, reml, data_name))
+        return TwoLevelModel(spec, _fit_glmm_frame(frame, fam, nagq, data_name))
     if group_formula is not None or varying is not None:
         raise FormulaError("group_formula= and varying= need group= (the grouping column)")
-    if not _is_gaussian(family):
-        return _fit_glmm(formula, data, family, nagq, weights, offset, data_name)
-    if nagq != 1:
-        raise MultilevelError("nagq= is for binomial and Poisson models (family=)")
+    if fam is not None:
+        frame = build_frame(formula, data, weights=weights, offset=offset, family=fam.name)
+        if not frame.reterms:
+            raise FormulaError(
+                "the formula has no random-effects term such as '(1 | group)'; for a model "
+                "without random effects use a generalized linear model",
+                formula,
+            )
+        return _fit_glmm_frame(frame, fam, nagq, data_name)
     frame = build_frame(formula, data, weights=weights, offset=offset)
     if not frame.reterms:
         raise FormulaError(
@@ -84,21 +100,20 @@ def _is_gaussian(family) -> bool:
     return isinstance(family, str) and family.strip().lower() == "gaussian"
 
 
-def _fit_glmm(formula, data, family, nagq, weights, offset, data_name):
+def _glmm_family(family, nagq):
+    """The family object of a binomial or Poisson ``family``, with ``nagq`` checked."""
     from .engine.family import family as make_family
-    from .fitting.glmm import optimize_glmm, prepare_glmm
-    from .glmm_models import GeneralizedLinearMixedModel
 
     fam = make_family(family)
     if isinstance(nagq, bool) or not isinstance(nagq, int) or nagq < 1:
         raise MultilevelError(f"nagq must be a whole number of at least 1, not {nagq!r}")
-    frame = build_frame(formula, data, weights=weights, offset=offset, family=fam.name)
-    if not frame.reterms:
-        raise FormulaError(
-            "the formula has no random-effects term such as '(1 | group)'; for a model "
-            "without random effects use a generalized linear model",
-            formula,
-        )
+    return fam
+
+
+def _fit_glmm_frame(frame, fam, nagq: int, data_name: str | None):
+    from .fitting.glmm import optimize_glmm, prepare_glmm
+    from .glmm_models import GeneralizedLinearMixedModel
+
     problem = prepare_glmm(frame, fam, nagq)
     return GeneralizedLinearMixedModel(frame, problem, optimize_glmm(problem), data_name)
 
@@ -117,11 +132,11 @@ def _fit_frame(frame, reml: bool, data_name: str | None) -> LinearMixedModel:
 
 
 def anova(m0, m1, *more, names: list[str] | None = None) -> pd.DataFrame:
-    """Likelihood-ratio tests between nested models fitted to the same data (two-level fits
-    are compared through their lme4-formula fits); see
+    """Likelihood-ratio tests between nested models fitted to the same data (two-level fits,
+    linear or binomial/Poisson, are compared through their lme4-formula fits); see
     :func:`multilevel.inference.compare.anova`."""
     from .inference.compare import anova as lrt
     from .twolevel import TwoLevelFit
 
-    models = [m.lmm if isinstance(m, TwoLevelFit) else m for m in (m0, m1, *more)]
+    models = [m.fit if isinstance(m, TwoLevelFit) else m for m in (m0, m1, *more)]
     return lrt(*models, names=names)
