@@ -13,6 +13,7 @@ from .models import LinearMixedModel
 from .spec import parse_formula
 
 if TYPE_CHECKING:
+    from .glmm_models import GeneralizedLinearMixedModel
     from .twolevel_models import TwoLevelModel
 
 
@@ -29,7 +30,7 @@ def fit(
     group: str | None = None,
     group_formula: str | None = None,
     varying=None,
-) -> LinearMixedModel | TwoLevelModel:
+) -> LinearMixedModel | GeneralizedLinearMixedModel | TwoLevelModel:
     """Fit a linear mixed model written in lme4's formula language, by REML (default) or ML.
 
     ``data`` is a pandas, polars or pyarrow table. Rows with a missing value in a column the
