@@ -36,6 +36,11 @@ from .optimize import (
     projected_gradient,
 )
 
+#: stage 2's relative tolerance on the objective when a Newton step follows
+STAGE2_FTOL_REL = 1e-12
+#: Newton steps on stage 2's Hessian at most (the later ones from fresh gradients)
+CHORD_STEPS = 3
+
 
 @dataclass
 class GlmmProblem:
@@ -95,25 +100,66 @@ def _newton_polish(dev, x: np.ndarray, fx: float, lower: np.ndarray, counter: li
     extrapolated differences), then one Newton step x - H⁻¹g over the coordinates off the
     lower bound, kept when it lowers the objective: BOBYQA stops within ~1e-7 of the
     minimum along flat directions (an intercept against a factor's levels), where a
-    Newton step on the quadratic lands on it. Returns (H at x, the point, its objective)."""
+    Newton step on the quadratic lands on it. Returns (H at x, the point, its objective,
+    the decrease ½ g'H⁻¹g the step predicted: ∞ when H is not positive definite there)."""
     _, G, Hs = gen_d(lambda v: [dev(v)], x, r=2)
     k = len(x)
-    counter[0] += 1 + 4 * k + 4 * k * (k - 1)
+    counter[0] += 1 + 4 * k + 2 * k * (k - 1)  # gen_d with r = 2
     H, g = Hs[0], G[0]
     free = np.flatnonzero((x - lower) > 1e-6 * np.maximum(np.abs(x), 0.1))
-    if len(free) and np.all(np.isfinite(H)) and np.all(np.isfinite(g)):
-        try:
-            step = np.linalg.solve(H[np.ix_(free, free)], g[free])
-        except np.linalg.LinAlgError:
-            return H, x, fx
+    if not len(free):
+        return H, x, fx, 0.0
+    if not (np.all(np.isfinite(H)) and np.all(np.isfinite(g))):
+        return H, x, fx, np.inf
+    Hf = H[np.ix_(free, free)]
+    try:
+        np.linalg.cholesky((Hf + Hf.T) / 2.0)
+        step = np.linalg.solve(Hf, g[free])
+    except np.linalg.LinAlgError:
+        return H, x, fx, np.inf
+    tol = DECREMENT_TOL * max(1.0, abs(fx))
+    predicted = 0.5 * float(g[free] @ step)
+    for _ in range(CHORD_STEPS):
         y = x.copy()
         y[free] -= step
         y = np.maximum(y, lower)
         fy = dev(y)
         counter[0] += 1
-        if fy < fx:
-            return H, y, fy
-    return H, x, fx
+        if not fy < fx:
+            break
+        x, fx = y, fy
+        if predicted < tol:
+            break
+        # the next step from a fresh gradient on the same Hessian (a chord iteration)
+        gf = _central_gradient(dev, x, free, counter)
+        step = np.linalg.solve(Hf, gf)
+        predicted = 0.5 * float(gf @ step)
+    return H, x, fx, predicted
+
+
+def _central_gradient(dev, x: np.ndarray, free: np.ndarray, counter: list[int]) -> np.ndarray:
+    """Central differences of the objective at x along the coordinates ``free``."""
+    out = np.empty(len(free))
+    for a, i in enumerate(free):
+        h = 1e-4 * max(abs(x[i]), 0.1)
+        e = np.zeros(len(x))
+        e[i] = h
+        out[a] = (dev(x + e) - dev(x - e)) / (2 * h)
+    counter[0] += 2 * len(free)
+    return out
+
+
+def _stationary_at_bounds(dev, x, fx, lower, counter) -> bool:
+    """At a lower bound only a descent into the interior counts: f(x + h e_i) ≥ f(x) - ..."""
+    bound = np.flatnonzero((x - lower) <= 1e-6 * np.maximum(np.abs(x), 0.1))
+    for i in bound:
+        h = 1e-5 * max(abs(x[i]), 0.1)
+        y = x.copy()
+        y[i] += h
+        counter[0] += 1
+        if (dev(y) - fx) / h < -GRAD_TOL:
+            return False
+    return True
 
 
 def optimize_glmm(
@@ -140,7 +186,9 @@ def optimize_glmm(
             [np.maximum(0.1 * np.abs(stage1.theta), 0.05), np.maximum(0.1 * np.abs(beta1), 0.05)]
         )
         counter = [stage1.nevals]
-        x, fx, n2 = minimize_from(dev, x0, lower, step=step)
+        # with the Hessian to come, a Newton step finishes what a looser BOBYQA leaves
+        polish = dict(ftol_rel=STAGE2_FTOL_REL, restart=False) if with_vcov else {}
+        x, fx, n2 = minimize_from(dev, x0, lower, step=step, **polish)
         counter[0] += n2
         runs = [*stage1.runs, ("stage 2: bobyqa in (theta, beta)", fx, 0)]
         for start in _stage2_starts(x, nt, dev):
@@ -151,15 +199,22 @@ def optimize_glmm(
                 x, fx = x1, f1
         p = dev.p
         H = np.full((nt + p, nt + p), np.nan)
+        stationary = False
+        grad = None
         if with_vcov:
-            H, x, fx = _newton_polish(dev, x, fx, lower, counter)
+            H, x, fx, predicted = _newton_polish(dev, x, fx, lower, counter)
             runs.append(("stage 2: a Newton step on the Hessian", fx, 0))
-        grad = projected_gradient(dev, x, lower, counter)
-        stationary = bool(np.all(np.abs(grad) < GRAD_TOL))
-        if not stationary:
-            stationary = newton_decrement(dev, x, grad, lower, counter) < DECREMENT_TOL * max(
-                1.0, abs(fx)
+            # a Newton step that promised next to nothing from a point where the Hessian
+            # is positive definite: the point was (and its successor is) the optimum
+            stationary = predicted < DECREMENT_TOL * max(1.0, abs(fx)) and (
+                _stationary_at_bounds(dev, x, fx, lower, counter)
             )
+        if not stationary:
+            grad = projected_gradient(dev, x, lower, counter)
+            stationary = bool(np.all(np.abs(grad) < GRAD_TOL))
+            if not stationary:
+                decrement = newton_decrement(dev, x, grad, lower, counter)
+                stationary = decrement < DECREMENT_TOL * max(1.0, abs(fx))
         modes = dev.modes(x[:nt], x[nt:])  # the optimum's modes (the last call was elsewhere)
     vcov = vcov_from_hessian(H, nt)
     converged = stationary and modes.converged
