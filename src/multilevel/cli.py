@@ -196,7 +196,9 @@ def _cmd_compare(args) -> int:
     reml = not args.ml
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        kw = dict(reml=reml, weights=args.weights, offset=args.offset, data_name=name)
+        fam = args.family if args.link is None else _family(args.family, args.link)
+        kw = dict(reml=reml, weights=args.weights, offset=args.offset, data_name=name,
+                  family=fam, nagq=args.nagq)  # fmt: skip
         m0 = fit(args.formula0, df, **kw)
         m1 = fit(args.formula1, df, **kw)
         table = anova(m0, m1, names=["m0", "m1"])
@@ -256,8 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--nagq",
         type=int,
         default=1,
-        help="quadrature nodes per group (binomial, poisson): 1 is the Laplace approximation; "
-        "more needs a single scalar random-effects term",
+        help="quadrature nodes per dimension (binomial, poisson): 1 is the Laplace "
+        "approximation; more needs a single random-effects term such as (1 | g) or (1 + x | g)",
     )
     f.add_argument(
         "--weights",
@@ -311,6 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--weights", metavar="COL", help="column of prior weights (both models)")
     c.add_argument("--offset", metavar="COL", help="offset column (both models)")
     c.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    c.add_argument(
+        "--family",
+        default="gaussian",
+        choices=["gaussian", "binomial", "poisson"],
+        help="gaussian (default), binomial or poisson (both models)",
+    )
+    c.add_argument("--link", help="link function of --family (both models)")
+    c.add_argument("--nagq", type=int, default=1, help="quadrature nodes (both models)")
     c.set_defaults(func=_cmd_compare)
     d = sub.add_parser("datasets", help="list the bundled datasets")
     d.set_defaults(func=_cmd_datasets)
