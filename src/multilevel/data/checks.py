@@ -4,13 +4,16 @@ designs whose fixed and random effects fit every observation exactly."""
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import DataError, FormulaError
+from ..spec import offset_formula
+from ..spec.parsing import term_shapes
 
 
 def _column_ranges(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -105,8 +108,36 @@ def check_exact_fit(X: np.ndarray, reterms, n: int) -> None:
         )
 
 
-#: largest fixed-effects matrix (bytes) that one factor's indicator columns may make
-MAX_FIXED_BYTES = 2 * 1024**3
+#: The memory budget of one model matrix (bytes): the fixed effects' X, each random-effects
+#: term's Z, an offset or a response, and of each term's columns in them. Every matrix is
+#: sized before it is built (:func:`check_design_size`) and refused beyond the budget. Set it
+#: here or with the environment variable ``MULTILEVEL_MAX_MATRIX_BYTES`` (which wins; for
+#: the command line and services).
+MAX_MATRIX_BYTES = 2 * 1024**3
+#: largest fixed-effects matrix (bytes) that one factor's indicator columns may make (also
+#: bounded by :func:`matrix_budget`)
+MAX_FIXED_BYTES = MAX_MATRIX_BYTES
+_BUDGET_VARIABLE = "MULTILEVEL_MAX_MATRIX_BYTES"
+
+
+def matrix_budget() -> int:
+    """The memory budget of a model matrix in bytes: ``MULTILEVEL_MAX_MATRIX_BYTES`` when
+    set, else :data:`MAX_MATRIX_BYTES`."""
+    text = os.environ.get(_BUDGET_VARIABLE, "").strip()
+    if not text:
+        return int(MAX_MATRIX_BYTES)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (np.isfinite(value) and value >= 1):
+        raise DataError(
+            f"the environment variable {_BUDGET_VARIABLE} must be a number of bytes (e.g. "
+            f"2e9), not {text!r}"
+        )
+    return int(value)
+
+
 #: a factor with more levels than this among the fixed effects gets a warning
 MANY_LEVELS = 1000
 
@@ -125,7 +156,7 @@ def check_fixed_factors(sub: pd.DataFrame, names: set[str], fixed: str, n: int) 
         levels = int(col.nunique())
         size = n * max(levels - 1, 0) * 8
         hint = f"did you mean a random effect '(1 | {name})'?"
-        if size > MAX_FIXED_BYTES:
+        if size > min(MAX_FIXED_BYTES, matrix_budget()):
             raise DataError(
                 f"the factor '{name}' has {levels:,} levels: as a fixed effect it makes "
                 f"{levels - 1:,} columns of {n:,} rows ({size / 1e9:.1f} GB); {hint}"
@@ -196,3 +227,194 @@ def check_response_not_predictor(response: str, names: list[str], where: str) ->
             f"the response '{name}' also appears among the {where}; a model cannot predict "
             "a variable from itself: remove it from the right-hand side"
         )
+
+
+# -- the size of every model matrix, before it is built -----------------------------------
+
+
+def _gb(size: float) -> str:
+    if size >= 1e8:
+        return f"{size / 1e9:.1f} GB"
+    return f"{size / 1e6:.1f} MB" if size >= 1e5 else f"{size / 1e3:.1f} kB"
+
+
+def _is_categorical(col) -> bool:
+    """Whether formulaic codes ``col`` with one column per level (text, object, category)."""
+    if not isinstance(col, pd.Series):
+        return False
+    dtype = col.dtype
+    return isinstance(dtype, pd.CategoricalDtype) or not (
+        pd.api.types.is_numeric_dtype(dtype)
+        or pd.api.types.is_bool_dtype(dtype)
+        or pd.api.types.is_datetime64_any_dtype(dtype)
+    )
+
+
+class _Counter:
+    """Levels and distinct values of the data's columns, each counted once."""
+
+    def __init__(self, sub: pd.DataFrame):
+        self.sub = sub
+        self.n = len(sub)
+        self._distinct: dict[tuple[str, ...], int] = {}
+
+    def has(self, name: str) -> bool:
+        return name in self.sub.columns
+
+    def categorical(self, name: str) -> bool:
+        return self.has(name) and _is_categorical(self.sub[name])
+
+    def distinct(self, names) -> int:
+        """Distinct rows of the columns ``names``: at least the distinct values of anything
+        computed from them (1 for none)."""
+        key = tuple(sorted(c for c in names if self.has(c)))
+        if not key:
+            return 1
+        if key not in self._distinct:
+            if len(key) == 1:
+                count = self.sub[key[0]].nunique(dropna=False)
+            else:
+                count = len(self.sub[list(key)].drop_duplicates())
+            self._distinct[key] = int(count)
+        return self._distinct[key]
+
+
+def _check_basis(basis, counter: _Counter) -> None:
+    """``poly(x, d)`` needs d < the distinct values of x (R's rule; formulaic's polynomials
+    are then NaN), ``bs(x, df=k)`` k < them (the spline is not identified)."""
+    d = counter.distinct(basis.reads)
+    size = basis.degree if basis.function == "poly" else basis.width
+    if size < d:
+        return
+    reads = sorted(basis.reads)
+    if len(reads) == 1:
+        what = f"'{reads[0]}' has only {d:,} distinct value{'s' if d != 1 else ''}"
+    elif reads:
+        what = f"the columns {', '.join(map(repr, reads))} have only {d:,} distinct rows"
+    else:
+        what = "its argument is a constant"
+    most = f"at most {d - 1:,} here" if d > 1 else "there is nothing to expand"
+    if basis.function == "poly":
+        asks = f"a polynomial of degree {size:,}"
+        rule = "the degree must be less than the number of distinct values"
+    else:
+        asks = f"a spline of {size:,} degrees of freedom"
+        rule = "a spline needs fewer degrees of freedom than distinct values"
+    raise DataError(f"the term '{basis.text}' asks for {asks}, but {what}: {rule} ({most})")
+
+
+#: how a count is known: exactly, as the fewest columns formulaic can make, or the most
+EXACT, AT_LEAST, UP_TO = "", "at least ", "up to "
+
+
+def _factor_columns(shape, counter: _Counter) -> tuple[int, str, str | None]:
+    """(columns, how it is known (:data:`EXACT`, :data:`AT_LEAST`, :data:`UP_TO`), a note on
+    the count) of one factor: exact for numeric columns and bases; a factor of L levels
+    makes L - 1 or L; an expression that may be categorical at most its inputs' distinct
+    values."""
+    for basis in shape.bases:
+        _check_basis(basis, counter)
+    if shape.bases:
+        return max(b.width for b in shape.bases), EXACT, None
+    if shape.kind in ("column", "contrast") and shape.column is not None:
+        name = shape.column
+        if shape.kind == "contrast" or counter.categorical(name):
+            levels = counter.distinct([name])
+            return max(levels - 1, 0), AT_LEAST, f"'{name}' has {levels:,} levels"
+        return 1, EXACT, None
+    if shape.kind == "contrast" or (
+        shape.kind == "python" and any(counter.categorical(c) for c in shape.reads)
+    ):
+        return counter.distinct(shape.reads), UP_TO, None
+    return 1, EXACT, None
+
+
+def _sized_terms(rhs: str, counter: _Counter) -> list[tuple[str, int, str, str]]:
+    """(term, columns, how it is known, note) of each term of ``rhs``; none when formulaic
+    cannot parse it (building the matrix then says why)."""
+    try:
+        parsed = term_shapes(rhs)
+    except FormulaError:
+        raise
+    except Exception:  # noqa: BLE001 - formulaic raises several types
+        return []
+    out = []
+    for term, shapes in parsed:
+        columns, known, notes = 1, EXACT, []
+        for shape in shapes:
+            c, how, note = _factor_columns(shape, counter)
+            columns = columns * c
+            known = UP_TO if UP_TO in (known, how) else known or how
+            if note:
+                notes.append(note)
+        out.append((term, columns, known, f" ({', '.join(notes)})" if notes else ""))
+    return out
+
+
+def _check_budget(what: str, columns: int, known: str, note: str, n: int, budget: int) -> None:
+    size = 8 * n * columns
+    if size > budget:
+        raise DataError(
+            f"{what} would make {known}{columns:,} columns of {n:,} rows ({_gb(size)}){note}, "
+            f"more than the memory budget of {_gb(budget)} for a model matrix: use fewer "
+            f"levels or terms (a grouping factor as a random effect), or raise the budget "
+            f"({_BUDGET_VARIABLE})"
+        )
+
+
+def _check_part(rhs: str, what: str, counter: _Counter, budget: int):
+    """Size the model matrix of one part against the budget; returns (the columns it makes
+    at least, how that is known, the terms)."""
+    terms = _sized_terms(rhs, counter)
+    for term, columns, known, note in terms:
+        _check_budget(f"the term '{term}' of {what}", columns, known, note, counter.n, budget)
+    total = sum(t[1] for t in terms)
+    known = UP_TO if any(t[2] == UP_TO for t in terms) else ""
+    known = known or (AT_LEAST if any(t[2] == AT_LEAST for t in terms) else EXACT)
+    _check_budget(what, total, known, "", counter.n, budget)
+    certain = [t for t in terms if t[2] != UP_TO]
+    least = EXACT if all(t[2] == EXACT for t in certain) else AT_LEAST
+    return sum(t[1] for t in certain), least, certain
+
+
+def check_design_size(
+    mf, sub: pd.DataFrame, response_is_built: bool = False, linear: bool = True
+) -> None:
+    """Know the size of every model matrix before any is built, from the parsed formula and
+    the data: refuse, naming the term, its size and the limit, a polynomial or spline of at
+    least as many columns as its argument has distinct values, fixed effects of more columns
+    than observations, a random-effects term of as many random effects as observations, and
+    any matrix or term beyond the memory budget (:func:`matrix_budget`). Counts are exact for
+    numeric columns, ``poly()``, ``bs()``; a factor of L levels counts L - 1, so an
+    interaction the product; an expression that may be categorical counts its inputs'
+    distinct values against the budget only. ``response_is_built``: the response is an
+    expression formulaic builds (then sized too); ``linear``: a linear model, whose random
+    effects must be fewer than the observations (a GLMM's need not: σ is not estimated)."""
+    counter = _Counter(sub)
+    n, budget = counter.n, matrix_budget()
+    if response_is_built:  # by formulaic, as an expression
+        _check_part(f"{mf.response} ~ 0", f"the response '{mf.response}'", counter, budget)
+    p, known, terms = _check_part(mf.fixed, "the fixed effects", counter, budget)
+    if p > n:
+        term, columns, how, note = max(terms, key=lambda t: t[1])
+        raise DataError(
+            f"the fixed effects would have {known}{p:,} columns (the term '{term}' alone "
+            f"{how}{columns:,}{note}) but there {'are only' if n > 1 else 'is only'} {n:,} "
+            f"observation{'s' if n > 1 else ''}; they need fewer columns than observations: "
+            "use fewer terms, levels or interactions"
+        )
+    for rt in mf.random:
+        k, known, terms = _check_part(rt.expr, f"the random-effects term {rt}", counter, budget)
+        if not linear or k < 2:  # one column is cheap: the frame checks it once built
+            continue
+        levels = counter.distinct(rt.factors)
+        if k * levels >= n and levels > 1:  # the frame's check (lme4's), before the build
+            notes = "".join(t[3] for t in terms)
+            has = "has" if known == EXACT else "would have at least"
+            raise DataError(
+                f"the term {rt} {has} {k * levels} random effects ({levels} levels x {k}"
+                f"{notes}), not fewer than the {n} observations; the random-effects "
+                "parameters and the residual variance are unidentifiable"
+            )
+    for expr in mf.offsets:
+        _check_part(offset_formula(expr), f"offset({expr})", counter, budget)

@@ -9,7 +9,7 @@ built without formulaic, with the same values and names; their spec for new data
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, cached_property
 
 import numpy as np
 import pandas as pd
@@ -17,8 +17,15 @@ import pandas as pd
 from ..errors import DataError, FormulaError
 from ..spec import ModelFormula, RandomTerm, offset_formula
 from ..spec.functions import EXTRA_FUNCTIONS
+from ..spec.names import aliased_column, column_alias, restore_names
 from ..spec.parsing import first_line, formulaic_formula
-from .checks import check_finite, check_magnitude, check_response_not_predictor, unquoted
+from .checks import (
+    check_design_size,
+    check_finite,
+    check_magnitude,
+    check_response_not_predictor,
+    unquoted,
+)
 from .simple import INTERCEPT, simple_design
 from .table import level_label
 
@@ -30,6 +37,25 @@ def eval_context() -> dict:
     return {name: getattr(np, fn) for name, fn in EXTRA_FUNCTIONS.items()}
 
 
+def name_aliases(data) -> dict:
+    """The columns under the aliases by which expressions read them (a backticked name such
+    as `` `my x` `` or `` `class` ``, a name Python reads in another form such as ``µg``:
+    :func:`~multilevel.spec.names.alias_names`), for formulaic's evaluation."""
+    if not isinstance(data, pd.DataFrame):
+        return {}
+    if data.columns.duplicated().any():
+        return {}  # refused by the frame (or by formulaic, for new data)
+    return {column_alias(c): data[c] for c in data.columns if isinstance(c, str)}
+
+
+def _restored(mm):
+    """formulaic's model matrix ``mm`` with aliases in its column names written back."""
+    names = [restore_names(str(c)) for c in mm.columns]
+    if names != [str(c) for c in mm.columns]:
+        mm.columns = names
+    return mm
+
+
 class BoundSpec:
     """A formulaic ModelSpec that evaluates with :func:`eval_context` (e.g. for ``predict``)."""
 
@@ -37,13 +63,40 @@ class BoundSpec:
         self.spec = spec
 
     def get_model_matrix(self, data, context=None, **kwargs):
-        ctx = {**eval_context(), **(context or {})}
-        return self.spec.get_model_matrix(data, context=ctx, **kwargs)
+        ctx = {**eval_context(), **name_aliases(data), **(context or {})}
+        return _restored(self.spec.get_model_matrix(data, context=ctx, **kwargs))
+
+    @cached_property
+    def structure(self):
+        """formulaic's term structure, the terms and columns named as :func:`column_names`
+        names them (aliases of columns written back)."""
+        out = []
+        for st in self.spec.structure:
+            columns = [restore_names(str(c)) for c in st.columns]
+            term = st.term if restore_names(str(st.term)) == str(st.term) else ShownTerm(st.term)
+            out.append(type(st)(term, st.scoped_terms, columns))
+        return out
 
     def __getattr__(self, name):
         if name == "spec":
             raise AttributeError(name)
         return getattr(self.spec, name)
+
+
+class ShownTerm:
+    """A formulaic term that prints as written: the aliases of columns in its expressions
+    written back (:func:`~multilevel.spec.names.restore_names`); all else is the term's."""
+
+    def __init__(self, term):
+        self.term = term
+
+    def __str__(self) -> str:
+        return restore_names(str(self.term))
+
+    def __getattr__(self, name):
+        if name == "term":
+            raise AttributeError(name)
+        return getattr(self.term, name)
 
 
 class LazySpec:
@@ -79,6 +132,7 @@ def explain_formulaic(message: str, expr: str, sub: pd.DataFrame) -> str:
         return message
     shown = []
     for name in dict.fromkeys(re.findall(r"\bC\(\s*`?([^,`)]+?)`?\s*,", expr)):
+        name = aliased_column(name) or name
         if name in sub.columns:
             levels = sorted(map(level_label, sub[name].dropna().unique()))
             more = f", ... ({len(levels)} levels)" if len(levels) > 20 else ""
@@ -112,14 +166,15 @@ def shared_columns(Z, names: list[str], X: np.ndarray, xnames: list[str]) -> np.
 
 def column_names(columns) -> list[str]:
     """formulaic's column names as lme4 writes them (``(Intercept)``)."""
-    return [INTERCEPT if c == "Intercept" else str(c) for c in columns]
+    return [INTERCEPT if c == "Intercept" else restore_names(str(c)) for c in columns]
 
 
 def model_matrix(spec: str, sub: pd.DataFrame):
     """formulaic's model matrix of an (already checked) formula, with the allowed functions."""
     from formulaic import model_matrix as materialize
 
-    return materialize(formulaic_formula(spec), sub, context=eval_context(), na_action="ignore")
+    context = {**eval_context(), **name_aliases(sub)}
+    return materialize(formulaic_formula(spec), sub, context=context, na_action="ignore")
 
 
 def fixed_matrices(mf: ModelFormula, sub: pd.DataFrame, with_response: bool = True):
@@ -131,6 +186,8 @@ def fixed_matrices(mf: ModelFormula, sub: pd.DataFrame, with_response: bool = Tr
     is made by :mod:`multilevel.data.response`)."""
     column = response_column(mf.response, sub) if with_response else None
     rhs_only = column is not None or not with_response
+    # every model matrix (X, each Z, the offsets) is sized before any is built
+    check_design_size(mf, sub, response_is_built=not rhs_only, linear=with_response)
     simple = simple_design(mf.fixed, sub) if rhs_only else None
     if simple is not None:
         X, names = simple

@@ -12,6 +12,7 @@ import pandas as pd
 from ..errors import DataError
 from ..spec.contrasts import CONTRAST_NAMES
 from ..spec.functions import ALLOWED_FUNCTIONS
+from ..spec.names import is_bare_name, unquoted_spans
 from ..spec.parsing import first_line
 
 
@@ -63,13 +64,31 @@ def check_columns(names: set[str], df: pd.DataFrame, formula: str) -> None:
         shown = ", ".join(cols[:30]) + (f", ... ({len(cols)} columns)" if len(cols) > 30 else "")
         raise DataError(
             f"unknown column{'s' if len(missing) > 1 else ''} {', '.join(hints)} in formula "
-            f"'{formula}'; the data has columns: {shown}"
+            f"'{formula}'; the data has columns: {shown}" + _quoting_hint(cols, formula)
         )
     dup = set(df.columns[df.columns.duplicated()])
     bad = sorted(d for d in dup if d in names)
     if bad:
         n = int((df.columns == bad[0]).sum())
         raise DataError(f"column '{bad[0]}' appears {n} times in the data; rename the copies")
+
+
+def _quoting_hint(cols: list[str], formula: str) -> str:
+    """How to quote the columns that the formula writes bare but a formula cannot read bare
+    (``a-b``, ``my x``, ``1x``: not Python names), for the unknown-column message."""
+    bare = "".join(formula[a:b] for a, b in unquoted_spans(formula))
+    odd = [
+        c
+        for c in cols
+        if not is_bare_name(c) and any(ch.isalpha() for ch in c) and c.strip() in bare
+    ]
+    if not odd:
+        return ""
+    quoted = ", ".join(f"`{c}`" for c in odd[:5])
+    return (
+        f"; a column name that is not a Python name goes in backticks: {quoted}"
+        f"{' (as in R)' if len(odd) == 1 else ''}"
+    )
 
 
 def _kind(v) -> str:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import ast
 import keyword
 import re
+import unicodedata
 
 from ..errors import FormulaError
+from .bases import check_bases
 from .contrasts import (
     CONTRAST_NAMES,
     c_call_of_contrast,
@@ -22,6 +24,8 @@ from .contrasts import (
     unknown_contrast,
 )
 from .functions import ALLOWED_FUNCTIONS, dotted
+from .limits import check_expression_size
+from .names import aliased_column, identifiers, quoted_aliases, restore_aliases, restore_names
 from .text import code_only
 
 _ALLOWED_BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.FloorDiv, ast.Mod)
@@ -31,8 +35,6 @@ _ALLOWED_CMP = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE)
 _ALLOWED_KEYWORDS = frozenset({"True", "False"})
 _MAX_CONSTANT_EXPONENT = 64
 
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
 
 def scan_refused(text: str) -> None:
     """Refuse, with its position, anything in the formula that is neither formula syntax nor
@@ -41,15 +43,17 @@ def scan_refused(text: str) -> None:
     statements (``;``) and assignment expressions (``:=``)."""
     code = code_only(text)
     code = re.sub(r"%[A-Za-z_]*%", lambda m: " " * len(m.group()), code)  # %in%
-    for m in _IDENT.finditer(code):
-        word, pos = m.group(), m.start()
+    for word, pos, _ in identifiers(code):
         if pos > 0 and code[pos - 1].isdigit() and not word.startswith("_"):
             continue  # the exponent of a number such as 1e5
-        if word.startswith("__"):
+        if unicodedata.normalize("NFKC", word).startswith("__"):  # Python reads ＿ as _
             raise FormulaError(f"name '{word}' is not allowed in a formula", text, pos)
         if keyword.iskeyword(word) and word not in _ALLOWED_KEYWORDS:
             raise FormulaError(
-                f"the Python keyword '{word}' is not allowed in a formula", text, pos
+                f"the Python keyword '{word}' is not allowed in a formula (a column named "
+                f"'{word}' goes in backticks: `{word}`)",
+                text,
+                pos,
             )
     for token, what in (
         ("[", "indexing and lists"),
@@ -69,11 +73,17 @@ def _has_name(node: ast.AST) -> bool:
 def check_expression(expr: str, formula: str | None = None) -> None:
     """Refuse any Python expression that is not column names, numbers, arithmetic,
     comparisons or a call of an allowed function (:data:`ALLOWED_FUNCTIONS`); string
-    constants only as arguments of a call. Raises :class:`FormulaError` naming what it
-    refused."""
+    constants only as arguments of a call; ``poly()`` and ``bs()`` of a size written in the
+    formula. Backticked names (`` `my x` ``) are column names. Raises :class:`FormulaError`
+    naming what it refused."""
+    check_expression_size(expr)
+    code, aliases = quoted_aliases(expr)
+    for name in aliases.values():
+        if name.startswith("__"):
+            raise FormulaError(f"name '{name}' is not allowed in a formula", formula)
     try:
-        tree = ast.parse(expr.strip(), mode="eval")
-    except SyntaxError:
+        tree = ast.parse(code.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         raise FormulaError(f"'{expr}' is not a valid expression", formula) from None
     parents: dict[int, ast.AST] = {}
     for node in ast.walk(tree):
@@ -81,6 +91,8 @@ def check_expression(expr: str, formula: str | None = None) -> None:
             parents[id(child)] = node
 
     def refuse(message: str, snippet: str | None = None):
+        message = restore_names(restore_aliases(message, aliases))
+        snippet = restore_names(restore_aliases(snippet, aliases)) if snippet else snippet
         pos = None
         if formula is not None and snippet:
             found = formula.find(snippet)
@@ -118,12 +130,15 @@ def check_expression(expr: str, formula: str | None = None) -> None:
         elif isinstance(node, ast.Attribute):
             # only 'contr.xxx', as a function or a contrast argument
             if dotted(node) not in ALLOWED_FUNCTIONS:
+                hint = ""
+                if dotted(node) is not None:
+                    hint = f" (a column named '{dotted(node)}' goes in backticks: `{dotted(node)}`)"
                 refuse(
-                    f"attribute access '{ast.unparse(node)}' is not allowed in a formula",
+                    f"attribute access '{ast.unparse(node)}' is not allowed in a formula{hint}",
                     node.attr,
                 )
         elif isinstance(node, ast.Name):
-            if node.id.startswith("__"):
+            if (aliased_column(node.id) or node.id).startswith("__"):
                 refuse(f"name '{node.id}' is not allowed in a formula", node.id)
         elif isinstance(node, ast.Constant):
             value = node.value
@@ -177,13 +192,15 @@ def check_expression(expr: str, formula: str | None = None) -> None:
                 ast.unparse(node),
             )
     check_contrasts(tree, refuse)
+    check_bases(tree, refuse)
 
 
 def value_names(expr: str) -> set[str]:
     """Names an allowed expression reads as values (columns): every name that is not the
     function of a call, the base of an allowed ``contr.xxx`` or a contrast named in
     ``C(g, Sum)``."""
-    tree = ast.parse(expr.strip(), mode="eval")
+    code, aliases = quoted_aliases(expr)
+    tree = ast.parse(code.strip(), mode="eval")
     skip: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) or (
@@ -195,4 +212,5 @@ def value_names(expr: str) -> set[str]:
             for arg in [*node.args[1:], *(k.value for k in node.keywords)]:
                 if isinstance(arg, ast.Name) and arg.id in CONTRAST_NAMES:
                     skip.add(id(arg))
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in skip}
+    names = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in skip]
+    return {aliased_column(n) or aliases.get(n, n) for n in names}

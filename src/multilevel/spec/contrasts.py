@@ -8,6 +8,7 @@ import re
 
 from ..errors import FormulaError
 from .functions import ALLOWED_FUNCTIONS, dotted
+from .names import quoted_aliases, restore_aliases
 from .text import code_only, matching
 
 #: The contrast codings ``C(g, contrast)`` takes, as formulaic 1.2 spells them, with the
@@ -316,10 +317,11 @@ def rewrite_contrasts(text: str) -> str:
             return text
         call = text[m.start() : close + 1]
         try:
-            tree = ast.parse(call, mode="eval")
+            code, aliases = quoted_aliases(call)  # C(`my g`, sum)
+            tree = ast.parse(code, mode="eval")
             calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and dotted(n.func) == "C"]
             changed = [_normalize_c_call(c) for c in calls]
-            new = ast.unparse(tree) if any(changed) else None
+            new = restore_aliases(ast.unparse(tree), aliases) if any(changed) else None
         except (SyntaxError, ValueError, RecursionError, MemoryError, BadContrast):
             continue  # refused later, where the allow-list or formulaic says why
         if new is not None:

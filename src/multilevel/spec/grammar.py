@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from ..errors import FormulaError
 from .allowlist import scan_refused
 from .contrasts import rewrite_contrasts
+from .limits import check_text
+from .names import alias_names, is_bare_name, quote_unreadable
 from .parsing import columns_read, first_line, formulaic_formula, parse_factors
 from .simple import simple_columns, split_simple
 from .text import (
@@ -123,11 +125,25 @@ def _offset_term(term: str, formula: str, pos: int) -> str | None:
 def parse_formula(text: str) -> ModelFormula:
     """Split an lme4 formula into response, fixed part and random-effects blocks, and check
     every expression in it against the allow-list. Raises
-    :class:`FormulaError` saying what is wrong and where."""
+    :class:`FormulaError` saying what is wrong and where.
+
+    The work is bounded before any is done (:mod:`multilevel.spec.limits`): the length and
+    the nesting of the text here, the expansion of each part where formulaic parses it."""
     if not isinstance(text, str):
         raise FormulaError(f"the formula must be a string, not {type(text).__name__}")
     if not text.strip():
         raise FormulaError("the formula is empty")
+    check_text(text)
+    try:
+        mf = _parse(text)
+    except (RecursionError, MemoryError):  # the limits keep these away; never an internal error
+        raise FormulaError(
+            "the formula is too complex to parse: write it with fewer nested brackets and operators"
+        ) from None
+    return mf
+
+
+def _parse(text: str) -> ModelFormula:
     check_balanced(text)
     scan_refused(text)
     sides = top_level_split(text, "~")
@@ -146,7 +162,11 @@ def parse_formula(text: str) -> ModelFormula:
             text,
             inner[0],
         )
-    lhs, rhs = sides[0].strip(), sides[1]
+    # names in every language: one with a combining accent is read whole (formulaic's
+    # tokenizer would split it); inside an expression one Python would read in another form
+    # (µg, a decomposed accent) or not at all (`class`) by an alias the data layer evaluates
+    lhs = alias_names(quote_unreadable(sides[0].strip()))
+    rhs = alias_names(quote_unreadable(sides[1]))
     offset = len(sides[0]) + 1
     if not lhs:
         raise FormulaError("the formula has no response on the left of '~'", text, 0)
@@ -273,10 +293,11 @@ def _cbind(lhs: str, formula: str) -> tuple[str, str] | None:
 
 def offset_formula(expr: str) -> str:
     """The formulaic right-hand side that evaluates one offset as a single column."""
-    return f"0 + {{{expr}}}" if not _PLAIN.match(expr) else f"0 + {expr}"
+    plain = _QUOTED.match(expr) or is_bare_name(expr)
+    return f"0 + {expr}" if plain else f"0 + {{{expr}}}"
 
 
-_PLAIN = re.compile(r"^(`[^`]+`|[A-Za-z_.][A-Za-z0-9_.]*)$")
+_QUOTED = re.compile(r"^`[^`]+`$")
 
 
 _NUMBER_EXPONENT = re.compile(r"(?<![A-Za-z0-9_.])[0-9.]+[eE]$")
@@ -374,9 +395,6 @@ def _bar_term(term: str, formula: str, pos: int) -> tuple[str, bool, str, int] |
     return expr, width == 2, group, pos + 1 + at + width
 
 
-_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
-
-
 def _expand_group(spec: str, formula: str, pos: int) -> list[tuple[str, ...]]:
     """``"a/b/c"`` -> ``[(a,), (b, a), (c, b, a)]``; ``"a:b"`` -> ``[(a, b)]`` (lme4's names).
 
@@ -402,10 +420,12 @@ def _expand_group(spec: str, formula: str, pos: int) -> list[tuple[str, ...]]:
             while j < len(spec) and not spec[j].isspace() and spec[j] not in "/:`":
                 j += 1
             word = spec[i:j]
-            if not _NAME.match(word):
+            if not is_bare_name(word):
+                whole = spec.strip()
                 raise FormulaError(
-                    f"the grouping factor '{spec.strip()}' must be a column name, an "
-                    "interaction 'a:b' or a nesting 'a/b' (quote odd names with backticks)",
+                    f"the grouping factor '{whole}' must be a column name, an "
+                    "interaction 'a:b' or a nesting 'a/b'; a column name that is not a Python "
+                    f"name ('{word}' is not) goes in backticks: '{_backticked(whole, word)}'",
                     formula,
                     pos + i,
                 )
@@ -429,9 +449,12 @@ def _expand_group(spec: str, formula: str, pos: int) -> list[tuple[str, ...]]:
                 names = []
             continue
         if not expect_name:
+            whole = spec.strip()
+            example = whole if not re.search(r"[/:`]", whole) else "my group"
             raise FormulaError(
-                f"two grouping-factor names in a row in '{spec.strip()}': join them with ':' "
-                "(interaction) or '/' (nesting)",
+                f"two grouping-factor names in a row in '{whole}': join them with ':' "
+                "(interaction) or '/' (nesting); a column name with spaces "
+                f"goes in backticks: `{example}`",
                 formula,
                 tpos,
             )
@@ -440,13 +463,20 @@ def _expand_group(spec: str, formula: str, pos: int) -> list[tuple[str, ...]]:
     return out
 
 
+def _backticked(spec: str, word: str) -> str:
+    """The grouping factor ``spec`` with ``word`` quoted, for messages: ``(1 | `a-b`)``."""
+    if "`" in word:
+        return spec
+    return spec.replace(word, f"`{word}`", 1)
+
+
 def _factor_text(factor) -> str:
     """A formulaic factor written back as formula text that parses to the same factor."""
     from formulaic.parser.types.factor import Factor
 
     if factor.eval_method == Factor.EvalMethod.PYTHON:
         return "{" + factor.expr + "}"
-    if factor.eval_method == Factor.EvalMethod.LOOKUP and not _NAME.match(factor.expr):
+    if factor.eval_method == Factor.EvalMethod.LOOKUP and not is_bare_name(factor.expr):
         return f"`{factor.expr}`"
     return factor.expr
 

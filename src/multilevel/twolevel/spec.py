@@ -28,10 +28,10 @@ import pandas as pd
 
 from ..errors import DataError, FormulaError
 from ..spec import parse_formula
+from ..spec.names import quoted
 from ..spec.parsing import columns_read, first_line, formulaic_formula, parse_factors
 
-_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
-_CALL = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*\(.*\)$", re.S)
+_CALL = re.compile(r"^(?:[^\W\d]|\.)[\w.]*\(.*\)$", re.S)
 INTERCEPT = "(Intercept)"
 
 
@@ -64,7 +64,7 @@ class TwoLevelSpec:
 
 def _quote(name: str) -> str:
     """A column name as formula text (backticks when it is not a plain name)."""
-    return name if _NAME.match(name) else f"`{name}`"
+    return quoted(name)
 
 
 def _factor_text(factor) -> str:
