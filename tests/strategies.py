@@ -12,7 +12,9 @@ optional random slope and an optional crossed factor.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import tempfile
 import uuid
 import warnings
@@ -579,3 +581,205 @@ def assert_close(got, want, rtol: float, atol, what: str = "fixef") -> None:
     got, want = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
     bad = ~(np.abs(got - want) <= atol + rtol * np.abs(want))
     assert not bad.any(), f"{what}: got {got}, want {want} (rtol {rtol}, atol {atol})"
+
+
+# -- names in every language, hostile text, bounded time (issue 14) ---------------------------
+
+#: letters to draw names from: accented Latin, Greek, Cyrillic, Arabic, Hebrew, CJK, Hangul,
+#: Devanagari, and characters Python reads in another form (µ, fullwidth, ligatures)
+NAME_LETTERS = (
+    "abcxyzñáéíóúüçßøåæœ"
+    "αβγδλμπσω"
+    "абвгджзклмнпрстфхцчшщэюя"
+    "ابتثجحدرسشعقكلمنهوي"
+    "אבגדהוזחטיכלמנסעפצקרשת"
+    "学校班级成绩年度区域"
+    "학교반성적"
+    "कखगघचछजझटठडढणतथदधनपफबभमयरलवशसह"
+    "µｘﬁ"
+)
+#: what may follow the first letter: digits, '_', combining accents (a decomposed é), '.'
+NAME_TAIL = NAME_LETTERS + "0123456789_" + "\u0301\u0303\u0308" + "."
+
+
+def _valid_name(name: str) -> bool:
+    import keyword
+
+    return name.replace(".", "_").isidentifier() and not keyword.iskeyword(name)
+
+
+@st.composite
+def unicode_names(draw) -> str:
+    """A column name that is a Python identifier (dots allowed, as in R) in any script,
+    perhaps with combining accents or characters Python reads in another form."""
+    first = draw(st.sampled_from(NAME_LETTERS + "_"))
+    tail = draw(st.text(alphabet=NAME_TAIL, max_size=8))
+    name = (first + tail).rstrip(".")
+    if not _valid_name(name) or name.startswith("__") or name in ("Intercept", "I", "C"):
+        name = "n" + name.replace("_", "") if _valid_name("n" + name.replace("_", "")) else "n"
+    return name
+
+
+#: names that are not Python names: written in backticks
+ODD_NAMES = st.one_of(
+    st.sampled_from(["a-b", "my x", "1x", "class", "x²", "año escolar", "a.b c", "5", "y (kg)"]),
+    st.text(
+        alphabet=st.characters(
+            codec="utf-8", categories=("L", "M", "N", "P", "S", "Zs"), exclude_characters="`\\"
+        ),
+        min_size=1,
+        max_size=8,
+    )
+    .map(str.strip)
+    .filter(lambda s: s and "_mlq_" not in s and s != "Intercept"),
+)
+
+
+@dataclass
+class NamedDesign:
+    """A data set whose columns have names in other languages, a formula that uses them
+    (bare, in functions, as grouping factors nested or crossed, or backticked), and what the
+    fit must show."""
+
+    data: pd.DataFrame
+    formula: str
+    fixef_names: tuple[str, ...]  # some of the fixed effects' names
+    groups: tuple[str, ...]  # the grouping factors' names (lme4's, e.g. 'b:a')
+
+
+def _written(name: str, quoted: bool) -> str:
+    return f"`{name}`" if quoted else name
+
+
+@st.composite
+def named_designs(draw) -> NamedDesign:
+    """Columns y, x, z (positive), g (6 levels) and h (4 levels, crossed) under names drawn
+    from :func:`unicode_names` (bare) or :data:`ODD_NAMES` (backticked)."""
+    import unicodedata
+
+    roles = ["y", "x", "z", "g", "h"]
+    names: dict[str, str] = {}
+    quoted: dict[str, bool] = {}
+    seen: set[str] = set()
+    for role in roles:
+        odd = draw(st.integers(0, 3)) == 0
+        name = draw(ODD_NAMES if odd else unicode_names())
+        key = unicodedata.normalize("NFKC", name)
+        if key in seen or not name:
+            name, key = f"{role}_{len(seen)}", f"{role}_{len(seen)}"
+        seen.add(key)
+        names[role] = name
+        from multilevel.spec.names import is_bare_name
+
+        quoted[role] = not is_bare_name(name)
+    n = 48
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    g = np.arange(n) % 6
+    h = (np.arange(n) // 6) % 4
+    x = rng.normal(size=n)
+    z = rng.uniform(0.5, 3.0, size=n)
+    y = 1 + 0.5 * x - 0.3 * z + rng.normal(size=6)[g] + 0.5 * rng.normal(size=4)[h]
+    y = y + rng.normal(scale=0.7, size=n)
+    data = pd.DataFrame(
+        {
+            names["y"]: y,
+            names["x"]: x,
+            names["z"]: z,
+            names["g"]: [f"G{v}" for v in g],
+            names["h"]: [f"H{v}" for v in h],
+        }
+    )
+    w = {r: _written(names[r], quoted[r]) for r in roles}
+    # inside a function a name is Python's: 'my.var' would be an attribute, so in backticks
+    wf = {r: _written(names[r], quoted[r] or "." in names[r]) for r in roles}
+    fixed_kind = draw(st.sampled_from(["bare", "log", "scale", "I", "poly"]))
+    fixed = {
+        "bare": (f"{w['x']} + {w['z']}", [names["x"], names["z"]]),
+        "log": (f"{w['x']} + log({wf['z']})", [names["x"]]),
+        "scale": (f"scale({wf['x']})", []),
+        "I": (f"I({wf['x']} * 2) + {w['z']}", [names["z"]]),
+        "poly": (f"poly({wf['x']}, 2)", []),
+    }[fixed_kind]
+    random_kind = draw(st.sampled_from(["one", "slope", "double", "nested", "crossed", "inter"]))
+    gname, hname = names["g"], names["h"]
+    random, groups = {
+        "one": (f"(1 | {w['g']})", (gname,)),
+        "slope": (f"(1 + {w['x']} | {w['g']})", (gname,)),
+        "double": (f"({w['x']} || {w['g']})", (gname,)),
+        "nested": (f"(1 | {w['h']}/{w['g']})", (hname, f"{gname}:{hname}")),
+        "crossed": (f"(1 | {w['g']}) + (1 | {w['h']})", (gname, hname)),
+        "inter": (f"(1 | {w['g']}:{w['h']})", (f"{gname}:{hname}",)),
+    }[random_kind]
+    formula = f"{w['y']} ~ {fixed[0]} + {random}"
+    return NamedDesign(data, formula, tuple(fixed[1]), groups)
+
+
+@st.composite
+def nested_formulas(draw) -> str:
+    """A grammar formula with a term wrapped in up to 120 brackets of random kinds, or with
+    a run of up to 600 operators or terms: nesting, long chains, deep Python expressions."""
+    text = draw(grammar_formulas()).text
+    kind = draw(st.sampled_from(["brackets", "python", "chain", "power", "star", "unary"]))
+    depth = draw(st.integers(1, 120))
+    if kind == "brackets":
+        opens = draw(
+            st.lists(st.sampled_from(["(", "{", "I(", "log(", "["]), min_size=depth, max_size=depth)
+        )
+        closes = "".join(
+            {"(": ")", "{": "}", "I(": ")", "log(": ")", "[": "]"}[o] for o in reversed(opens)
+        )
+        term = "".join(opens) + "x" + closes
+    elif kind == "python":
+        op = draw(st.sampled_from(["+", "*", "-", "**", " + ", "/"]))
+        term = "I(" + op.join(["x"] * depth * 5) + ")"
+    elif kind == "chain":
+        op = draw(st.sampled_from(["+", ":", "-", "*", "/", "%in%"]))
+        term = op.join(["x", "z", "u"] * (depth * 2))
+    elif kind == "power":
+        term = (
+            "(" + " + ".join(["x", "z", "u", "a"][: draw(st.integers(1, 4))]) + f")^{depth * 1000}"
+        )
+    elif kind == "star":
+        term = "*".join(f"{c}" for c in ["x", "z", "u", "a", "b", "g", "h"] * (1 + depth // 8))
+    else:
+        term = draw(st.sampled_from(["-", "+", "~", "- "])) * depth * 5 + "x"
+    if draw(st.booleans()):
+        return f"{text} + {term}"
+    return text.replace("x", term, 1) if "x" in text else f"{text} + {term}"
+
+
+def random_formula_strings() -> st.SearchStrategy[str]:
+    """Any text at all (any Unicode), grammar formulas with Unicode names spliced in, deep
+    nestings and long operator chains: for properties that every call answers, in bounded
+    time, with a fit or our error."""
+    spliced = st.tuples(grammar_formulas(), unicode_names() | ODD_NAMES, st.booleans()).map(
+        lambda t: t[0].text.replace("x", f"`{t[1]}`" if t[2] else t[1], 1)
+    )
+    return st.one_of(
+        st.text(max_size=80),
+        st.text(alphabet=st.characters(codec="utf-8"), max_size=200),
+        spliced,
+        nested_formulas(),
+        hostile_formulas(),
+    )
+
+
+class TookTooLong(BaseException):
+    """Raised in a call that did not return in time (a BaseException: no ``except
+    Exception`` in the library can swallow it)."""
+
+
+@contextlib.contextmanager
+def returns_within(seconds: float):
+    """Bound the block's time with a timer signal: :class:`TookTooLong` if it runs longer."""
+
+    def alarm(signum, frame):
+        raise TookTooLong(f"did not return within {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

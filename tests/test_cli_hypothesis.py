@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
-from strategies import MARKER, grammar_formulas, hostile_formulas
+from strategies import MARKER, grammar_formulas, hostile_formulas, random_formula_strings
 
 from multilevel.cli import main
 
 DIR = Path(tempfile.mkdtemp(prefix="multilevel-cli-hypothesis-"))
 
 NAMES = ["y", "x", "g", "h", "z", " y", "x ", "", "a b", "1", "NA", "é", "y.1", "Unnamed: 0"]
+# names in other languages (issue 14), some as the formulas write them (random_formula_strings)
+NAMES += ["puntuación", "escuela_año", "学校", "класс", "x̄", "µg", "class"]
 
 
 def outside_the_overflow_gap(cell: str) -> bool:
@@ -109,7 +111,13 @@ def inputs(draw) -> tuple[Path, str]:
         formula = draw(st.one_of(simple, simple, hostile_formulas()))
     else:
         path = draw(files(plausible=False))
-        formula = draw(st.one_of(grammar_formulas().map(lambda f: f.text), hostile_formulas()))
+        formula = draw(
+            st.one_of(
+                grammar_formulas().map(lambda f: f.text),
+                hostile_formulas(),
+                random_formula_strings(),
+            )
+        )
     return path, formula
 
 

@@ -2,19 +2,26 @@
 into the blocks it spells, and any formula at all, however malformed or hostile, either
 fits or fails with a :class:`~multilevel.errors.MultilevelError`, and never runs code."""
 
+import functools
 import warnings
 
 import numpy as np
 import pytest
 from hypothesis import event, example, given
+from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from strategies import (
     MARKER,
     PAYLOAD_IDS,
     PAYLOADS,
+    NamedDesign,
+    TookTooLong,
     formula_data,
     grammar_formulas,
     hostile_formulas,
+    named_designs,
+    random_formula_strings,
+    returns_within,
 )
 
 import multilevel
@@ -113,3 +120,48 @@ def test_test_ids_are_the_same_in_every_process(request):
     ids = [item.nodeid for item in request.session.items]
     assert len(set(PAYLOAD_IDS)) == len(PAYLOADS)
     assert not [i for i in ids if MARKER.name in i]
+
+
+# -- issue 14: any string, any nesting, names in every language, in bounded time ------------
+
+#: every call returns within this (seconds): a fit of these small data sets takes a fraction
+SECONDS = 5
+
+
+@functools.cache
+def warm_up() -> None:
+    """One fit before any is timed: the first imports formulaic and scipy's parts."""
+    fit_or_error("y ~ log(z) + poly(x, 2) + C(a) + (1 + x | g)")
+
+
+@given(st.one_of(random_formula_strings(), named_designs(), named_designs(), named_designs()))
+@example("y ~ bs(x, df=1000000) + (1 | g)")
+@example("y ~ poly(x, 100000) + (1 | g)")
+@example("y ~ " + "(" * 3000 + "x" + ")" * 3000 + " + (1 | g)")
+@example("y ~ (x + z)^1000000 + (1 | g)")
+@example("y ~ I(" + "+".join(["x"] * 2000) + ") + (1 | g)")
+@example("y ~ " + "*".join(["x", "z", "u", "a", "b", "g", "h"] * 3) + " + (1 | g)")
+@example("y ~ x + (1 | g)" + " " * 20_000)
+def test_any_formula_answers_in_bounded_time_with_a_fit_or_our_error(case):
+    # every call returns within SECONDS with a fit, a FormulaError or a DataError; a formula
+    # in names of any language, bare or backticked, fits and shows the names as they are
+    named = isinstance(case, NamedDesign)
+    text, data = (case.formula, case.data) if named else (case, DATA)
+    warm_up()
+    try:
+        with returns_within(SECONDS):
+            out = fit_or_error(text, data)
+    except TookTooLong:
+        pytest.fail(f"{text[:200]!r} did not return within {SECONDS} s")
+    assert not MARKER.exists(), f"{text!r} ran code"
+    if isinstance(out, MultilevelError):
+        assert isinstance(out, FormulaError | multilevel.DataError), type(out)
+        assert not named, f"{text!r}: {out.one_line()}"
+        return
+    event("fitted (names)" if named else "fitted")
+    assert np.isfinite(out.objective)
+    if named:
+        assert sorted(out.ngroups) == sorted(case.groups)
+        assert set(case.fixef_names) <= set(out.fixef.index)
+        summary = out.summary()
+        assert all(g in summary for g in case.groups)
