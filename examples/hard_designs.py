@@ -467,11 +467,96 @@ def hostile_input() -> None:
     )
 
 
+def timed_cli(files: dict[str, str | bytes], formula: str) -> str:
+    t = time.perf_counter()
+    seen = cli(files, formula)
+    return f"{seen} (after {time.perf_counter() - t:.2f} s)"
+
+
+def bounded_work() -> None:
+    """Formulas that cost unbounded work, and names in every language (issue 14)."""
+    rng = np.random.default_rng(14)
+    sixty = simulate(6, 10, seed=14).to_csv(index=False)
+    row(
+        "A spline of a million degrees of freedom",
+        "60 rows: `y ~ bs(x, df=1000000) + (1 | g)` (before: memory and CPU grew until killed)",
+        timed_cli({"data.csv": sixty}, "y ~ bs(x, df=1000000) + (1 | g)"),
+    )
+    row(
+        "A polynomial of degree 100,000",
+        "60 rows: `y ~ poly(x, 100000) + (1 | g)` (before: 10-12 s, then a message about NaN)",
+        timed_cli({"data.csv": sixty}, "y ~ poly(x, 100000) + (1 | g)"),
+    )
+    deep = "y ~ " + "(" * 3000 + "x" + ")" * 3000 + " + (1 | g)"
+    row(
+        "3,000 nested parentheses",
+        "`y ~ ((((…x…)))) + (1 | g)` (before: an internal error, RecursionError)",
+        timed_cli({"data.csv": sixty}, deep),
+    )
+    chain = "y ~ I(" + " + ".join(["x"] * 1000) + ") + (1 | g)"
+    row(
+        "A Python expression of 1,000 operators",
+        "`y ~ I(x + x + … + x) + (1 | g)` (before: an internal error, RecursionError)",
+        timed_cli({"data.csv": sixty}, chain),
+    )
+    row(
+        "Term algebra that never ends",
+        "`y ~ (x + g)^1000000 + (1 | g)` (before: formulaic's expansion never ended)",
+        timed_cli({"data.csv": sixty}, "y ~ (x + g)^1000000 + (1 | g)"),
+    )
+    n = 100_000
+    pairs = pd.DataFrame(
+        {
+            "y": rng.normal(size=n),
+            "x": rng.normal(size=n),
+            "a": [f"a{i}" for i in rng.integers(0, 300, n)],
+            "b": [f"b{i}" for i in rng.integers(0, 300, n)],
+            "g": rng.integers(0, 50, n),
+        }
+    )
+    t = time.perf_counter()
+    try:
+        multilevel.fit("y ~ x + a:b + (1 | g)", pairs)
+        seen = "fitted"
+    except multilevel.MultilevelError as e:
+        seen = f"`DataError: {e.one_line()}` (after {time.perf_counter() - t:.1f} s)"
+    row(
+        "An interaction of two factors of 300 levels",
+        "100,000 rows: `y ~ x + a:b + (1 | g)`",
+        seen,
+    )
+    spanish = simulate(6, 10, seed=15).rename(columns={"y": "puntuación", "g": "escuela_año"})
+    m, notes, _ = fit_quietly("puntuación ~ x + (1 | escuela_año)", spanish)
+    row(
+        "Column names in Spanish",
+        "`puntuación ~ x + (1 | escuela_año)` (before: 'the grouping factor "
+        "'escuela_año' must be a column name')",
+        describe(m, notes, f"groups {list(m.ngroups)}; the summary shows the names as written"),
+    )
+    scripts = simulate(6, 10, seed=16)
+    scripts["z"] = np.exp(rng.normal(size=len(scripts)))
+    scripts = scripts.rename(columns={"y": "Größe", "x": "δ", "z": "µg", "g": "学校"})
+    scripts["класс"] = [f"k{i % 4}" for i in range(len(scripts))]
+    m, notes, _ = fit_quietly("Größe ~ δ + log(µg) + (1 | 学校) + (1 | класс/学校)", scripts)
+    row(
+        "Names in other scripts, inside functions, nested",
+        "`Größe ~ δ + log(µg) + (1 | 学校) + (1 | класс/学校)`",
+        describe(m, notes, f"fixed effects {list(m.fixef.index)}; groups {sorted(m.ngroups)}"),
+    )
+    odd = simulate(6, 10, seed=17).rename(columns={"x": "a-b"})
+    row(
+        "A column name that is not a Python name, written bare",
+        "column `a-b`: `y ~ a-b + (1 | g)` (backticks, `` `a-b` ``, fit)",
+        cli({"data.csv": odd.to_csv(index=False)}, "y ~ a-b + (1 | g)"),
+    )
+
+
 def main() -> None:
     hard_designs()
     false_boundary()
     n_hard = len(ROWS)
     hostile_input()
+    bounded_work()
     print("| Case | Input | What the user sees |")
     print("|---|---|---|")
     for i, (case, design, seen) in enumerate(ROWS):
