@@ -120,6 +120,10 @@ class ProfiledDeviance:
         self.Arr = self._static_rest()
         self.ld_xscale = 2.0 * cp.std.log_scale  # REML: log|X'V⁻¹X| of X, not of X_s
 
+    def r_transpose_times(self, B: np.ndarray) -> np.ndarray:
+        """R'B (q_1, c) for B (q_r, c), R = Z_r'Z_1 (dense where R is kept dense)."""
+        return self.Rd.T @ B if self.dense_r else self.R.T @ B
+
     def with_crossproducts(self, cp: CrossProducts, reml: bool | None = None):
         """The same model for blocks that differ only in the response (see
         :meth:`multilevel.engine.blocks.BlockPattern.with_response`), or fitted by the other

@@ -157,7 +157,7 @@ class Factorization:
                 u = U[o : o + lj * kj].reshape(lj, kj, p + 1)
                 b_rest[o : o + lj * kj] = np.einsum("ab,lbc->lac", lams[j], u).reshape(-1, p + 1)
                 rest.append(u)
-        c = cp.zw[0] - (dev.R.T @ b_rest if qr else 0.0)
+        c = cp.zw[0] - (dev.r_transpose_times(b_rest) if qr else 0.0)
         c = np.einsum("ba,lbc->lac", lams[0], c.reshape(l1, k1, p + 1))  # Λ_1' c per level
         return [np.einsum("lab,lbc->lac", self.M1inv, c), *rest]
 
@@ -271,7 +271,7 @@ class Factorization:
                 b = np.einsum("ab,slb->sla", lams[j], u)
                 b_rest[o : o + lj * kj] = b.reshape(size, lj * kj).T
                 out_rest.append(b)
-            c = (dev.R.T @ b_rest).T.reshape(size, l1, k1)
+            c = dev.r_transpose_times(b_rest).T.reshape(size, l1, k1)
             c = np.einsum("ba,slb->sla", lams[0], c)
             x1 -= np.einsum("lab,slb->sla", self.M1inv, c)
         b1 = np.einsum("ab,slb->sla", lams[0], x1)

@@ -40,6 +40,13 @@ from .optimize import (
 STAGE2_FTOL_REL = 1e-12
 #: Newton steps on stage 2's Hessian at most (the later ones from fresh gradients)
 CHORD_STEPS = 3
+#: the Hessian of the objective in (θ, β): central differences at steps 1e-3 |x_i| (1e-4 at
+#: x_i ≈ 0), no extrapolation: the objective is smooth to ~1e-12 relative, so the
+#: differences' rounding error (~1e-6 relative) and truncation error (~1e-6) stay far below
+#: the 1e-4 to which the SEs agree with glmmTMB's exact Hessian
+HESSIAN_STEP = 1e-3
+#: Hessians that stage 2's Newton iteration may compute before it gives way to BOBYQA
+NEWTON_HESSIANS = 3
 
 
 @dataclass
@@ -95,6 +102,70 @@ def _stage2_starts(x: np.ndarray, nt: int, dev: GlmmDeviance) -> list[np.ndarray
     return starts
 
 
+def _hessian(dev, x: np.ndarray, counter: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(H, g): the Hessian and gradient of the objective at x by central differences
+    (:data:`HESSIAN_STEP`; :func:`~multilevel.fitting.derivatives.gen_d` with r = 1)."""
+    _, G, Hs = gen_d(lambda v: [dev(v)], x, d=HESSIAN_STEP, eps=1e-4, r=1)
+    k = len(x)
+    counter[0] += 1 + 2 * k + k * (k - 1)
+    return Hs[0], G[0]
+
+
+def _newton_stage2(dev, x: np.ndarray, lower: np.ndarray, counter: list[int]):
+    """Stage 2 by Newton's method from stage 1's point x, when every θ is off its bound:
+    H and g by differences, then chord steps x ← x - H⁻¹g (fresh central gradients, the
+    same H, each step halved until it lowers the objective) until the decrease a step
+    predicts, ½ g'H⁻¹g, falls below :data:`~multilevel.fitting.optimize.DECREMENT_TOL`
+    relative; then H again at that point, which must predict as little (else the iteration
+    goes on from there, up to :data:`NEWTON_HESSIANS` Hessians), and its step taken.
+    Stage 1's optimum is close to stage 2's (β from PIRLS against β free), so this takes a
+    few dozen evaluations where BOBYQA takes hundreds. Returns (x, f(x), H at the
+    optimum) or None where Newton's method does not apply (a bound reached, H not
+    positive definite, no descent): BOBYQA then does stage 2."""
+    if np.any(x <= lower + 1e-4):
+        return None
+    fx = dev(x)
+    counter[0] += 1
+    if not np.isfinite(fx):
+        return None
+    tol = DECREMENT_TOL * max(1.0, abs(fx))
+    for _ in range(NEWTON_HESSIANS):
+        H, g = _hessian(dev, x, counter)
+        if not (np.all(np.isfinite(H)) and np.all(np.isfinite(g))):
+            return None
+        try:
+            c = np.linalg.cholesky((H + H.T) / 2.0)
+        except np.linalg.LinAlgError:
+            return None
+        Hx, at_hessian = H, True
+        for _ in range(4 * CHORD_STEPS):
+            step = np.linalg.solve(c.T, np.linalg.solve(c, g))
+            predicted = 0.5 * float(g @ step)
+            if not predicted >= 0:
+                return None
+            t, moved = 1.0, False
+            for _ in range(8):  # halve the step until it lowers the objective
+                y = x - t * step
+                if np.all(y > lower):
+                    fy = dev(y)
+                    counter[0] += 1
+                    if fy < fx:
+                        moved = True
+                        break
+                t *= 0.5
+            if predicted < tol:  # x was the optimum: y, a step closer, is kept when lower
+                if moved:
+                    x, fx = y, fy
+                if at_hessian:
+                    return x, fx, Hx
+                break  # converged on an older H: check with one at this point
+            if not moved:
+                return None
+            x, fx, at_hessian = y, fy, False
+            g = _central_gradient(dev, x, np.arange(len(x)), counter)
+    return None
+
+
 def _newton_polish(dev, x: np.ndarray, fx: float, lower: np.ndarray, counter: list[int]):
     """The Hessian H and gradient g of the objective at BOBYQA's optimum x (Richardson-
     extrapolated differences), then one Newton step x - H⁻¹g over the coordinates off the
@@ -102,10 +173,7 @@ def _newton_polish(dev, x: np.ndarray, fx: float, lower: np.ndarray, counter: li
     minimum along flat directions (an intercept against a factor's levels), where a
     Newton step on the quadratic lands on it. Returns (H at x, the point, its objective,
     the decrease ½ g'H⁻¹g the step predicted: ∞ when H is not positive definite there)."""
-    _, G, Hs = gen_d(lambda v: [dev(v)], x, r=2)
-    k = len(x)
-    counter[0] += 1 + 4 * k + 2 * k * (k - 1)  # gen_d with r = 2
-    H, g = Hs[0], G[0]
+    H, g = _hessian(dev, x, counter)
     free = np.flatnonzero((x - lower) > 1e-6 * np.maximum(np.abs(x), 0.1))
     if not len(free):
         return H, x, fx, 0.0
@@ -173,7 +241,8 @@ def optimize_glmm(
     nt = layout.size
     with one_blas_thread():
         if start is None:
-            stage1 = minimize_theta(dev.stage1, layout, expensive=True)
+            # stage 2 certifies its optimum itself (Newton's method or BOBYQA and a check)
+            stage1 = minimize_theta(dev.stage1, layout, expensive=True, start_only=with_vcov)
             m1 = dev.modes(stage1.theta)
             beta1 = m1.beta if m1 is not None else np.zeros(dev.p)
         else:
@@ -186,22 +255,29 @@ def optimize_glmm(
             [np.maximum(0.1 * np.abs(stage1.theta), 0.05), np.maximum(0.1 * np.abs(beta1), 0.05)]
         )
         counter = [stage1.nevals]
-        # with the Hessian to come, a Newton step finishes what a looser BOBYQA leaves
-        polish = dict(ftol_rel=STAGE2_FTOL_REL, restart=False) if with_vcov else {}
-        x, fx, n2 = minimize_from(dev, x0, lower, step=step, **polish)
-        counter[0] += n2
-        runs = [*stage1.runs, ("stage 2: bobyqa in (theta, beta)", fx, 0)]
-        for start in _stage2_starts(x, nt, dev):
-            x1, f1, n1 = minimize_from(dev, start, lower, step=0.1)
-            counter[0] += n1
-            runs.append(("stage 2: bobyqa off the boundary", f1, 0))
-            if f1 < fx:
-                x, fx = x1, f1
         p = dev.p
         H = np.full((nt + p, nt + p), np.nan)
         stationary = False
         grad = None
-        if with_vcov:
+        runs = list(stage1.runs)
+        newton = _newton_stage2(dev, x0, lower, counter) if with_vcov else None
+        if newton is not None:
+            x, fx, H = newton
+            runs.append(("stage 2: Newton's method in (theta, beta)", fx, 0))
+            stationary = True
+        else:
+            # with the Hessian to come, a Newton step finishes what a looser BOBYQA leaves
+            polish = dict(ftol_rel=STAGE2_FTOL_REL, restart=False) if with_vcov else {}
+            x, fx, n2 = minimize_from(dev, x0, lower, step=step, **polish)
+            counter[0] += n2
+            runs.append(("stage 2: bobyqa in (theta, beta)", fx, 0))
+            for start in _stage2_starts(x, nt, dev):
+                x1, f1, n1 = minimize_from(dev, start, lower, step=0.1)
+                counter[0] += n1
+                runs.append(("stage 2: bobyqa off the boundary", f1, 0))
+                if f1 < fx:
+                    x, fx = x1, f1
+        if with_vcov and newton is None:
             H, x, fx, predicted = _newton_polish(dev, x, fx, lower, counter)
             runs.append(("stage 2: a Newton step on the Hessian", fx, 0))
             # a Newton step that promised next to nothing from a point where the Hessian

@@ -31,6 +31,8 @@ FTOL_REL = 1e-12
 #: θ poorly determined to 1e-6) a relative change of 1e-12 per step leaves β 2e-7 off
 POLISH_FTOL_REL = 1e-14
 XTOL_ABS = 1e-10
+#: the relative tolerance of a run whose result only starts another optimisation
+START_FTOL_REL = 1e-6
 MAXEVAL = 20_000
 #: evaluations allowed to each screening run from another start
 SCREEN_EVALS = 30
@@ -306,15 +308,24 @@ def _screen_other_starts(f, best, layout: ThetaLayout, counter, runs):
 
 
 def minimize_theta(
-    f: Callable[[np.ndarray], float], layout: ThetaLayout, expensive: bool = False
+    f: Callable[[np.ndarray], float],
+    layout: ThetaLayout,
+    expensive: bool = False,
+    start_only: bool = False,
 ) -> OptimResult:
     """Minimise ``f`` over θ subject to ``layout.lower``.
 
     ``expensive``: evaluations are costly (large blocks), so start with NEWUOA, which needs
-    fewer of them, but spends more time of its own per step (~4 ms a run on 3 parameters)."""
+    fewer of them, but spends more time of its own per step (~4 ms a run on 3 parameters).
+    ``start_only``: the result only starts another optimisation that certifies its own
+    optimum (a GLMM's stage 2): the first run stops at :data:`START_FTOL_REL` and, after
+    the starts off the boundary, there is no screening, polishing restart or gradient
+    check (``converged`` says only that the runs ended normally)."""
     lower = layout.lower
     counter = [0]
     runs = []
+    if start_only:
+        return _start_point(f, layout, expensive, counter, runs)
     # NEWUOA (bound-constrained) reaches the optimum in fewer evaluations than BOBYQA on
     # the reference models (InstEval: 64 against 109) and leaves radon's false boundary
     # optimum; it needs two or more parameters.
@@ -367,6 +378,24 @@ def minimize_theta(
             f"and a Newton step would lower the objective by more than {decrement_tol:.2g}"
         )
     return OptimResult(theta, fbest, counter[0], converged, msg, runs, grad)
+
+
+def _start_point(f, layout: ThetaLayout, expensive: bool, counter, runs) -> OptimResult:
+    """:func:`minimize_theta` with ``start_only``: one run, then the starts off the boundary."""
+    lower = layout.lower
+    algorithm = nlopt.LN_NEWUOA_BOUND if expensive and layout.size >= 2 else nlopt.LN_BOBYQA
+    x, fx, code = _run(f, layout.start, lower, None, counter, algorithm, ftol=START_FTOL_REL)
+    runs.append(("newuoa from Λ=I" if algorithm == nlopt.LN_NEWUOA_BOUND else "bobyqa from Λ=I",
+                 fx, code))  # fmt: skip
+    if len(on_boundary(x, layout)):
+        for x0, step in _off_boundary_starts(x, layout):
+            x1, f1, c1 = _run(f, x0, lower, step, counter, ftol=START_FTOL_REL)
+            runs.append(("bobyqa off the boundary", f1, c1))
+            if f1 < fx:
+                x, fx, code = x1, f1, c1
+    ok = np.isfinite(fx) and fx < 1e300 and code not in (nlopt.FAILURE, nlopt.MAXEVAL_REACHED)
+    return OptimResult(x, fx if ok else np.inf, counter[0], bool(ok),
+                       _MESSAGES.get(code, f"nlopt code {code}"), runs)  # fmt: skip
 
 
 def projected_gradient(f, x: np.ndarray, lower: np.ndarray, counter=None) -> np.ndarray:
