@@ -190,6 +190,11 @@ class GlmmDeviance:
         return -2.0 * kernel + float(sum((ut**2).sum() for ut in u))
 
     # -- PIRLS ----------------------------------------------------------------------------
+    def start_from(self, modes: Modes, u: list[np.ndarray] | None = None) -> None:
+        """Start the next PIRLS from ``modes`` (with the spherical modes ``u`` instead of
+        its own when given: a prediction of the modes at the next point)."""
+        self.last = modes if u is None else replace(modes, u=u)
+
     def modes(self, theta: np.ndarray, beta: np.ndarray | None = None) -> Modes | None:
         """PIRLS at θ (and β; None: β too). Starts from the last modes' linear predictor
         (or R's starting means); returns None when a factorization fails."""

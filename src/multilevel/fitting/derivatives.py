@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-_ZERO_TOL = math.sqrt(np.finfo(float).eps / 7e-7)
+ZERO_TOL = math.sqrt(np.finfo(float).eps / 7e-7)
 
 
 def _richardson(a: list) -> np.ndarray:
@@ -25,7 +25,7 @@ def gen_d(F, x, d: float = 0.1, eps: float = 1e-4, r: int = 4):
     x = np.asarray(x, dtype=float)
     k = len(x)
     f0 = np.atleast_1d(np.asarray(F(x), dtype=float))
-    h0 = np.abs(d * x) + eps * (np.abs(x) < _ZERO_TOL)
+    h0 = np.abs(d * x) + eps * (np.abs(x) < ZERO_TOL)
     grad = np.empty((len(f0), k))
     hess = np.empty((len(f0), k, k))
     for i in range(k):
