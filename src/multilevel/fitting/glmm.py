@@ -1,16 +1,17 @@
 """The generalized linear mixed fit: lme4's two stages, then a check that the optimum is one.
 
 1. θ alone, β by PIRLS together with the modes (lme4's nAGQ = 0 objective; always Laplace),
-   by :func:`~multilevel.fitting.optimize.minimize_theta` (NEWUOA from Λ = I, restarts off
-   the boundary, polishing restarts).
+   by :func:`~multilevel.fitting.optimize.minimize_theta` as a start only (one NEWUOA run
+   from Λ = I to 1e-6, the starts off the boundary).
 2. (θ, β) together, the modes by PIRLS given β (Laplace, or AGQ with nAGQ nodes), from
-   stage 1's point, by BOBYQA with a polishing restart; a point on the boundary of θ is
-   left for starts off it, as in the linear model.
+   stage 1's point: Newton's method on the Hessian by central differences
+   (:func:`_newton_stage2`) where every θ is off its bound; else BOBYQA, starts off the
+   boundary as in the linear model, and a Newton step on the Hessian at its optimum.
 
-Converged means: both stages settled, PIRLS converged at the optimum, and the projected
-gradient of the objective in (θ, β) is below the tolerance (or the Newton step it implies
-would gain less than 1e-8 relative). vcov(β̂) is lme4's: twice the inverse of the
-objective's Hessian in (θ, β) (Richardson-extrapolated differences), its β block.
+Converged means: PIRLS converged at the optimum, and the Newton step of the Hessian there
+predicts a decrease below 1e-8 relative (or the projected gradient is below the tolerance).
+vcov(β̂) is lme4's: twice the inverse of the objective's Hessian in (θ, β) at the optimum
+(:func:`_hessian`), its β block.
 """
 
 from __future__ import annotations
@@ -211,8 +212,8 @@ def _newton_stage2(dev, x: np.ndarray, lower: np.ndarray, counter: list[int]):
 
 
 def _newton_polish(dev, x: np.ndarray, fx: float, lower: np.ndarray, counter: list[int]):
-    """The Hessian H and gradient g of the objective at BOBYQA's optimum x (Richardson-
-    extrapolated differences), then one Newton step x - H⁻¹g over the coordinates off the
+    """The Hessian H and gradient g of the objective at BOBYQA's optimum x
+    (:func:`_hessian`), then one Newton step x - H⁻¹g over the coordinates off the
     lower bound, kept when it lowers the objective: BOBYQA stops within ~1e-7 of the
     minimum along flat directions (an intercept against a factor's levels), where a
     Newton step on the quadratic lands on it. Returns (H at x, the point, its objective,

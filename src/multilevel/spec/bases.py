@@ -14,32 +14,13 @@ import ast
 import functools
 from dataclasses import dataclass
 
-from .functions import dotted
+from .functions import NUMERIC_FUNCTIONS, dotted
 from .names import aliased_column, quoted_aliases, restore_aliases, restore_names
 
 #: Highest degree of a B-spline: formulaic's recursion costs degree x (df + 2 degree)
 #: passes over the data, and beyond a few degrees a spline is a polynomial in disguise.
 MAX_SPLINE_DEGREE = 10
 
-#: Allowed functions whose value is one numeric column (or an error).
-NUMERIC_FUNCTIONS = frozenset(
-    {
-        "log",
-        "log2",
-        "log10",
-        "log1p",
-        "exp",
-        "expm1",
-        "sqrt",
-        "abs",
-        "sin",
-        "cos",
-        "tan",
-        "scale",
-        "center",
-        "standardize",
-    }
-)
 #: the parameters of poly() and bs(), in order (formulaic's signatures)
 _PARAMS = {
     "poly": ("x", "degree", "raw"),

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import ast
 
-#: Functions a formula may call. Each is provided by formulaic's transforms or by
-#: :data:`EXTRA_FUNCTIONS` (numpy ufuncs the frame passes to formulaic as evaluation context).
-ALLOWED_FUNCTIONS = frozenset(
+#: Allowed functions whose value is one numeric column (or an error).
+NUMERIC_FUNCTIONS = frozenset(
     {
         "log",
         "log2",
@@ -22,6 +21,12 @@ ALLOWED_FUNCTIONS = frozenset(
         "scale",
         "center",
         "standardize",
+    }
+)
+#: Functions a formula may call. Each is provided by formulaic's transforms or by
+#: :data:`EXTRA_FUNCTIONS` (numpy ufuncs the frame passes to formulaic as evaluation context).
+ALLOWED_FUNCTIONS = NUMERIC_FUNCTIONS | frozenset(
+    {
         "C",
         "I",
         "poly",
